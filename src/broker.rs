@@ -1,0 +1,68 @@
+//! The state shared by every connection: configuration, the log manager and
+//! the broker's identity. Handlers receive it through [`RequestContext`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::log::LogManager;
+
+pub struct Broker {
+    pub config: Arc<Config>,
+    pub logs: LogManager,
+    /// The port clients reach us on (the bound port, not the configured one,
+    /// so port 0 works in tests).
+    pub port: u16,
+    /// True when listening on 0.0.0.0 / [::]: advertise each connection's
+    /// local address instead.
+    pub wildcard: bool,
+    pub listen_host: String,
+}
+
+impl Broker {
+    pub fn open(config: Arc<Config>, bound: SocketAddr) -> std::io::Result<Broker> {
+        let logs = LogManager::open(config.clone())?;
+        let listen_host = config
+            .listen
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+            .unwrap_or_default();
+        Ok(Broker {
+            wildcard: bound.ip().is_unspecified(),
+            port: bound.port(),
+            listen_host,
+            logs,
+            config,
+        })
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The host to advertise to a client connected via `local`.
+    pub fn advertised_host(&self, local: SocketAddr) -> String {
+        if !self.config.advertised_host.is_empty() {
+            self.config.advertised_host.clone()
+        } else if self.wildcard {
+            local.ip().to_string()
+        } else {
+            self.listen_host.clone()
+        }
+    }
+}
+
+/// What a handler knows about the request it serves.
+pub struct RequestContext {
+    pub broker: Arc<Broker>,
+    pub local_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub api_version: i16,
+    pub client_id: Option<String>,
+}
+
+impl RequestContext {
+    pub fn advertised_host(&self) -> String {
+        self.broker.advertised_host(self.local_addr)
+    }
+}

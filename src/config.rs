@@ -1,0 +1,284 @@
+//! Broker configuration: serde + TOML, kebab-case versions of Kafka's broker
+//! property names. Every field documents its default; `config/weir.toml`
+//! ships every key with its default and a test keeps the two equal.
+
+use serde::{Deserialize, Serialize};
+
+/// Broker configuration. Defaults follow Kafka unless a doc line says why not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:9092`.
+    pub listen: String,
+    /// Directory for logs and metadata. Default `./data`.
+    pub data_dir: String,
+    /// Host advertised in Metadata. Default `""`: the listen host, or, when
+    /// listening on a wildcard address, the local address each client
+    /// connected to (so `0.0.0.0` works from containers and VMs unchanged).
+    pub advertised_host: String,
+    /// This broker's id, also reported as controller id. Default `1`.
+    pub node_id: i32,
+    /// Default partition count for auto-created topics and CreateTopics
+    /// with `num_partitions = -1`. Default `1` (Kafka's).
+    pub num_partitions: i32,
+    /// Create a topic when Metadata asks for an unknown one and the request
+    /// allows it. Default `true`.
+    pub auto_create_topics_enable: bool,
+    /// Allow DeleteTopics. Default `true`.
+    pub delete_topic_enable: bool,
+    /// Largest record batch accepted (topic `max.message.bytes`). Default `1048588`.
+    pub message_max_bytes: i32,
+    /// Largest request frame; larger frames close the connection before any
+    /// allocation. Default `104857600`.
+    pub socket_request_max_bytes: i32,
+    /// Maximum simultaneous client connections; more are closed on accept.
+    /// Default `10000` (Kafka's is unbounded; a bound is the safer default).
+    pub max_connections: u32,
+    /// Segment size before rolling (topic `segment.bytes`). Default `1073741824`.
+    pub log_segment_bytes: i64,
+    /// Segment age before rolling (topic `segment.ms`). Default `604800000` (7 days).
+    pub log_roll_ms: i64,
+    /// Delete closed segments older than this; -1 keeps forever (topic
+    /// `retention.ms`). Default `604800000` (7 days).
+    pub log_retention_ms: i64,
+    /// Delete oldest closed segments while the partition is larger than this;
+    /// -1 for no limit (topic `retention.bytes`). Default `-1`.
+    pub log_retention_bytes: i64,
+    /// How often retention runs. Default `300000`.
+    pub log_retention_check_interval_ms: u64,
+    /// Preallocated size of each segment's offset and time index
+    /// (topic `segment.index.bytes`). Default `10485760`.
+    pub log_index_size_max_bytes: i32,
+    /// Bytes between offset index entries (topic `index.interval.bytes`). Default `4096`.
+    pub log_index_interval_bytes: i32,
+    /// fsync after this many messages (topic `flush.messages`). `1` means
+    /// every produce is fsynced before it is acknowledged, with concurrent
+    /// produces sharing one fsync (group commit). Default
+    /// `9223372036854775807`: rely on the page cache, as Kafka does; a process
+    /// crash still loses nothing acknowledged.
+    pub log_flush_interval_messages: i64,
+    /// fsync a partition whose oldest unflushed write is older than this
+    /// (topic `flush.ms`). Default `9223372036854775807` (never).
+    pub log_flush_interval_ms: i64,
+    /// `CreateTime` or `LogAppendTime` (topic `message.timestamp.type`). Default `CreateTime`.
+    pub log_message_timestamp_type: String,
+    /// `delete`, `compact` or `delete,compact` (topic `cleanup.policy`).
+    /// Default `delete`. Compaction itself is not implemented yet.
+    pub log_cleanup_policy: String,
+    /// Upper bound of one Fetch response. Default `57671680`.
+    pub fetch_max_bytes: i32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:9092".into(),
+            data_dir: "./data".into(),
+            advertised_host: String::new(),
+            node_id: 1,
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            delete_topic_enable: true,
+            message_max_bytes: 1_048_588,
+            socket_request_max_bytes: 104_857_600,
+            max_connections: 10_000,
+            log_segment_bytes: 1_073_741_824,
+            log_roll_ms: 604_800_000,
+            log_retention_ms: 604_800_000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            log_index_size_max_bytes: 10_485_760,
+            log_index_interval_bytes: 4096,
+            log_flush_interval_messages: i64::MAX,
+            log_flush_interval_ms: i64::MAX,
+            log_message_timestamp_type: "CreateTime".into(),
+            log_cleanup_policy: "delete".into(),
+            fetch_max_bytes: 57_671_680,
+        }
+    }
+}
+
+/// A configuration problem, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file; missing keys take their defaults.
+    pub fn from_file(path: &str) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.into(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges and enumerations; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .listen
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(invalid(
+                "listen",
+                format!("`{}` is not HOST:PORT", self.listen),
+            ));
+        }
+        if self.data_dir.is_empty() {
+            return Err(invalid("data-dir", "must not be empty"));
+        }
+        if self.node_id < 0 {
+            return Err(invalid("node-id", "must be >= 0"));
+        }
+        if self.num_partitions < 1 {
+            return Err(invalid("num-partitions", "must be >= 1"));
+        }
+        if self.message_max_bytes < 0 {
+            return Err(invalid("message-max-bytes", "must be >= 0"));
+        }
+        if self.socket_request_max_bytes < 1024 {
+            return Err(invalid("socket-request-max-bytes", "must be >= 1024"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max-connections", "must be >= 1"));
+        }
+        if self.log_segment_bytes < 14 || self.log_segment_bytes > i32::MAX as i64 {
+            return Err(invalid("log-segment-bytes", "must be in 14..=2147483647"));
+        }
+        if self.log_roll_ms < 1 {
+            return Err(invalid("log-roll-ms", "must be >= 1"));
+        }
+        if self.log_retention_ms < -1 {
+            return Err(invalid("log-retention-ms", "must be >= -1"));
+        }
+        if self.log_retention_check_interval_ms == 0 {
+            return Err(invalid("log-retention-check-interval-ms", "must be >= 1"));
+        }
+        if self.log_index_size_max_bytes < 8 {
+            return Err(invalid("log-index-size-max-bytes", "must be >= 8"));
+        }
+        if self.log_index_interval_bytes < 0 {
+            return Err(invalid("log-index-interval-bytes", "must be >= 0"));
+        }
+        if self.log_flush_interval_messages < 1 {
+            return Err(invalid("log-flush-interval-messages", "must be >= 1"));
+        }
+        if self.log_flush_interval_ms < 0 {
+            return Err(invalid("log-flush-interval-ms", "must be >= 0"));
+        }
+        if !matches!(
+            self.log_message_timestamp_type.as_str(),
+            "CreateTime" | "LogAppendTime"
+        ) {
+            return Err(invalid(
+                "log-message-timestamp-type",
+                "must be CreateTime or LogAppendTime",
+            ));
+        }
+        if crate::log::topic_config::parse_cleanup_policy(&self.log_cleanup_policy).is_none() {
+            return Err(invalid(
+                "log-cleanup-policy",
+                "must be delete, compact or delete,compact",
+            ));
+        }
+        if self.fetch_max_bytes < 0 {
+            return Err(invalid("fetch-max-bytes", "must be >= 0"));
+        }
+        Ok(())
+    }
+
+    /// Broker configs as Kafka names them (`log-retention-ms` ->
+    /// `log.retention.ms`) with their current values, for DescribeConfigs.
+    pub fn kafka_properties(&self) -> Vec<(String, String)> {
+        let table = toml::Table::try_from(self).expect("Config serializes to a table");
+        table
+            .into_iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k.replace('-', "."), value)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_equals_defaults() {
+        let text = include_str!("../config/weir.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = toml::to_string(&Config::default()).unwrap();
+        assert_eq!(Config::from_toml(&text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("num-partitions = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("num-partitions"), "{e}");
+        let e = Config::from_toml("no-such-key = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no-such-key"), "{e}");
+        let e = Config::from_toml("log-message-timestamp-type = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log-message-timestamp-type"), "{e}");
+        let e = Config::from_toml("message-max-bytes = \"big\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("message-max-bytes"), "{e}");
+    }
+
+    #[test]
+    fn kafka_names_are_dotted() {
+        let props = Config::default().kafka_properties();
+        assert!(props
+            .iter()
+            .any(|(k, v)| k == "log.retention.ms" && v == "604800000"));
+        assert!(props.iter().any(|(k, v)| k == "num.partitions" && v == "1"));
+    }
+}

@@ -1,0 +1,336 @@
+//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs.
+//!
+//! Topic configs are listed from the one table of known keys, each with its
+//! value and source (override or default). Broker configs are the config
+//! file's keys under Kafka's dotted names, read-only: the broker is
+//! configured by file, not dynamically.
+
+use indexmap::IndexMap;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::*;
+
+use crate::broker::RequestContext;
+use crate::config::Config;
+use crate::handlers::str_bytes;
+use crate::log::manager::TopicError;
+use crate::log::topic_config::{self, Kind, TOPIC_CONFIGS};
+use crate::protocol::HandlerResult;
+
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_BROKER_LOGGER: i8 = 8;
+
+/// Config sources as Kafka numbers them.
+pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+/// One described config entry.
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: String,
+    pub source: i8,
+    pub kind: Kind,
+    pub read_only: bool,
+    pub doc: &'static str,
+    /// The default this entry would fall back to, for synonyms.
+    pub default: Option<String>,
+}
+
+/// Every topic config with its effective value and source.
+pub fn topic_config_entries(
+    broker: &Config,
+    overrides: &IndexMap<String, String>,
+) -> Vec<ConfigEntry> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|d| {
+            let default = (d.default)(broker);
+            let (value, source) = match overrides.get(d.name) {
+                Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
+                None => (default.clone(), SOURCE_DEFAULT),
+            };
+            ConfigEntry {
+                name: d.name.into(),
+                value,
+                source,
+                kind: d.kind,
+                read_only: false,
+                doc: d.doc,
+                default: Some(default),
+            }
+        })
+        .collect()
+}
+
+fn broker_config_entries(broker: &Config) -> Vec<ConfigEntry> {
+    let defaults: IndexMap<String, String> =
+        Config::default().kafka_properties().into_iter().collect();
+    let kinds = toml::Table::try_from(broker).expect("Config serializes");
+    broker
+        .kafka_properties()
+        .into_iter()
+        .map(|(name, value)| {
+            let kind = match kinds.get(&name.replace('.', "-")) {
+                Some(toml::Value::Boolean(_)) => Kind::Boolean,
+                Some(toml::Value::Integer(_)) => Kind::Long,
+                _ => Kind::String,
+            };
+            let source = if defaults.get(&name) == Some(&value) {
+                SOURCE_DEFAULT
+            } else {
+                SOURCE_STATIC_BROKER
+            };
+            ConfigEntry {
+                name,
+                value,
+                source,
+                kind,
+                read_only: true,
+                doc: "",
+                default: None,
+            }
+        })
+        .collect()
+}
+
+pub async fn describe_configs(
+    ctx: &RequestContext,
+    req: DescribeConfigsRequest,
+) -> HandlerResult<DescribeConfigsResponse> {
+    let v = ctx.api_version;
+    let b = &ctx.broker;
+    let results = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let mut out = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            let entries = match res.resource_type {
+                RESOURCE_TOPIC => match b.logs.topic(res.resource_name.as_str()) {
+                    Some(t) => Ok(topic_config_entries(&b.config, &t.overrides())),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition.code(),
+                        format!("unknown topic '{}'", res.resource_name.as_str()),
+                    )),
+                },
+                RESOURCE_BROKER => {
+                    let name = res.resource_name.as_str();
+                    if name.is_empty() || name == b.node_id().to_string() {
+                        Ok(broker_config_entries(&b.config))
+                    } else {
+                        Err((
+                            ResponseError::InvalidRequest.code(),
+                            format!("unknown broker '{name}'"),
+                        ))
+                    }
+                }
+                RESOURCE_BROKER_LOGGER => Ok(Vec::new()),
+                other => Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("unsupported resource type {other}"),
+                )),
+            };
+            match entries {
+                Ok(entries) => {
+                    let keys = res
+                        .configuration_keys
+                        .as_ref()
+                        .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                    out.configs = entries
+                        .into_iter()
+                        .filter(|e| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
+                        .map(|e| {
+                            let mut r = DescribeConfigsResourceResult::default()
+                                .with_name(str_bytes(e.name.clone()))
+                                .with_value(Some(str_bytes(e.value.clone())))
+                                .with_read_only(e.read_only)
+                                .with_config_source(e.source);
+                            if req.include_synonyms {
+                                let mut syn = Vec::new();
+                                if e.source != SOURCE_DEFAULT {
+                                    syn.push(
+                                        DescribeConfigsSynonym::default()
+                                            .with_name(str_bytes(e.name.clone()))
+                                            .with_value(Some(str_bytes(e.value.clone())))
+                                            .with_source(e.source),
+                                    );
+                                }
+                                if let Some(d) = e.default {
+                                    syn.push(
+                                        DescribeConfigsSynonym::default()
+                                            .with_name(str_bytes(e.name.clone()))
+                                            .with_value(Some(str_bytes(d)))
+                                            .with_source(SOURCE_DEFAULT),
+                                    );
+                                }
+                                r.synonyms = syn;
+                            }
+                            if v >= 3 {
+                                r.config_type = e.kind as i8;
+                                if req.include_documentation && !e.doc.is_empty() {
+                                    r.documentation = Some(str_bytes(e.doc));
+                                }
+                            }
+                            r
+                        })
+                        .collect();
+                }
+                Err((code, message)) => {
+                    out.error_code = code;
+                    out.error_message = Some(str_bytes(message));
+                }
+            }
+            out
+        })
+        .collect();
+    Ok(Some(
+        DescribeConfigsResponse::default().with_results(results),
+    ))
+}
+
+/// Builds the per-resource result; AlterConfigs and IncrementalAlterConfigs
+/// have structurally identical but distinct response types.
+macro_rules! resource_response {
+    ($ty:ty, $resource_type:expr, $name:expr, $result:expr) => {{
+        let mut r = <$ty>::default()
+            .with_resource_type($resource_type)
+            .with_resource_name($name);
+        if let Err((code, message)) = $result {
+            r.error_code = code;
+            r.error_message = Some(str_bytes(message));
+        }
+        r
+    }};
+}
+
+fn non_topic_error(resource_type: i8) -> (i16, String) {
+    match resource_type {
+        RESOURCE_BROKER | RESOURCE_BROKER_LOGGER => (
+            ResponseError::InvalidRequest.code(),
+            "broker configs are static in Weir: set them in the config file".into(),
+        ),
+        other => (
+            ResponseError::InvalidRequest.code(),
+            format!("unsupported resource type {other}"),
+        ),
+    }
+}
+
+fn topic_error(e: TopicError) -> (i16, String) {
+    (e.code(), e.to_string())
+}
+
+/// AlterConfigs: the given set replaces all of a topic's overrides.
+pub async fn alter_configs(
+    ctx: &RequestContext,
+    req: AlterConfigsRequest,
+) -> HandlerResult<AlterConfigsResponse> {
+    let logs = &ctx.broker.logs;
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let result = if res.resource_type != RESOURCE_TOPIC {
+                Err(non_topic_error(res.resource_type))
+            } else {
+                let overrides: IndexMap<String, String> = res
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        c.value
+                            .as_ref()
+                            .map(|v| (c.name.to_string(), v.to_string()))
+                    })
+                    .collect();
+                logs.set_topic_configs(res.resource_name.as_str(), overrides, req.validate_only)
+                    .map_err(topic_error)
+            };
+            resource_response!(
+                AlterConfigsResourceResponse,
+                res.resource_type,
+                res.resource_name,
+                result
+            )
+        })
+        .collect();
+    Ok(Some(
+        AlterConfigsResponse::default().with_responses(responses),
+    ))
+}
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// IncrementalAlterConfigs: SET / DELETE / APPEND / SUBTRACT applied to the
+/// current overrides, validated as a whole, then persisted.
+pub async fn incremental_alter_configs(
+    ctx: &RequestContext,
+    req: IncrementalAlterConfigsRequest,
+) -> HandlerResult<IncrementalAlterConfigsResponse> {
+    let b = &ctx.broker;
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let result = (|| {
+                if res.resource_type != RESOURCE_TOPIC {
+                    return Err(non_topic_error(res.resource_type));
+                }
+                let name = res.resource_name.as_str();
+                let topic = b.logs.topic(name).ok_or_else(|| topic_error(TopicError::Unknown(name.into())))?;
+                let mut overrides = topic.overrides();
+                for c in &res.configs {
+                    let key = c.name.to_string();
+                    let def = topic_config::find_def(&key)
+                        .ok_or_else(|| (ResponseError::InvalidConfig.code(), format!("unknown topic config `{key}`")))?;
+                    let value = c.value.as_ref().map(|v| v.to_string());
+                    match c.config_operation {
+                        OP_SET => {
+                            let v = value.ok_or_else(|| (ResponseError::InvalidConfig.code(), format!("null value for {key}")))?;
+                            overrides.insert(key, v);
+                        }
+                        OP_DELETE => {
+                            overrides.shift_remove(&key);
+                        }
+                        OP_APPEND | OP_SUBTRACT => {
+                            if def.kind != Kind::List {
+                                return Err((ResponseError::InvalidConfig.code(), format!("{key} is not a list config")));
+                            }
+                            let current = overrides.get(&key).cloned().unwrap_or_else(|| (def.default)(&b.config));
+                            let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                            for item in value.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                                if c.config_operation == OP_APPEND {
+                                    if !items.iter().any(|i| i == item) {
+                                        items.push(item.to_string());
+                                    }
+                                } else {
+                                    items.retain(|i| i != item);
+                                }
+                            }
+                            overrides.insert(key, items.join(","));
+                        }
+                        op => return Err((ResponseError::InvalidRequest.code(), format!("unknown config operation {op}"))),
+                    }
+                }
+                b.logs.set_topic_configs(name, overrides, req.validate_only).map_err(topic_error)
+            })();
+            resource_response!(
+                kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse,
+                res.resource_type,
+                res.resource_name,
+                result
+            )
+        })
+        .collect();
+    Ok(Some(
+        IncrementalAlterConfigsResponse::default().with_responses(responses),
+    ))
+}

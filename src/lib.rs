@@ -1,0 +1,29 @@
+//! Weir: a Kafka wire-protocol-compatible single-node broker.
+//!
+//! # Layout
+//!
+//! Data flows top to bottom and back:
+//!
+//! - [`server`]: accept loop, connection limit, graceful shutdown; `run` is
+//!   what the binary and the integration tests both call.
+//! - [`connection`]: length-prefixed frames, one request at a time per
+//!   connection, responses in order; frame size bounded before allocation.
+//! - [`protocol`]: header decode, the ONE table of supported APIs and
+//!   versions (dispatch and ApiVersions both read it), response encoding.
+//! - [`handlers`]: one module per API family; thin: decode -> domain -> response.
+//! - [`log`]: the storage engine: LogManager -> Topic -> Partition -> Segment
+//!   with offset and time indexes, recovery, retention.
+//! - [`broker`]: the shared state handlers see (config, logs, identity).
+//! - [`config`]: broker configuration (TOML, kebab-case, documented defaults).
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod handlers;
+pub mod log;
+pub mod protocol;
+pub mod server;
+
+pub use broker::Broker;
+pub use config::Config;
+pub use server::run;

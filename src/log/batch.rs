@@ -1,0 +1,375 @@
+//! The v2 record batch header: parsing, validation on append, and the few
+//! in-place patches the broker makes (base offset, leader epoch, LogAppendTime).
+//!
+//! Layout (big-endian), 61 bytes before the records:
+//!
+//! ```text
+//!  0 baseOffset i64          (outside the CRC: patched on append)
+//!  8 batchLength i32         (bytes after this field)
+//! 12 partitionLeaderEpoch i32 (outside the CRC: patched on append)
+//! 16 magic i8 = 2
+//! 17 crc u32                 (CRC-32C of bytes 21..end)
+//! 21 attributes i16          (bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control)
+//! 23 lastOffsetDelta i32
+//! 27 baseTimestamp i64
+//! 35 maxTimestamp i64
+//! 43 producerId i64
+//! 51 producerEpoch i16
+//! 53 baseSequence i32
+//! 57 recordsCount i32
+//! 61 records...
+//! ```
+//!
+//! The records themselves are never decoded on the append or fetch path.
+
+use crate::log::LogError;
+
+/// Size of the fixed part of a v2 batch.
+pub const HEADER_LEN: usize = 61;
+/// Bytes of `baseOffset` + `batchLength`: enough to walk from batch to batch.
+pub const LOG_OVERHEAD: usize = 12;
+const CRC_START: usize = 21;
+
+const ATTR_TIMESTAMP_TYPE: i16 = 1 << 3;
+const ATTR_TRANSACTIONAL: i16 = 1 << 4;
+const ATTR_CONTROL: i16 = 1 << 5;
+
+/// The decoded fixed fields of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(b[at..at + 2].try_into().expect("2 bytes"))
+}
+
+impl BatchHeader {
+    /// Parses the fixed header. `b` must hold at least [`HEADER_LEN`] bytes.
+    pub fn parse(b: &[u8]) -> Option<BatchHeader> {
+        if b.len() < HEADER_LEN {
+            return None;
+        }
+        Some(BatchHeader {
+            base_offset: be_i64(b, 0),
+            batch_length: be_i32(b, 8),
+            partition_leader_epoch: be_i32(b, 12),
+            magic: b[16] as i8,
+            crc: be_i32(b, 17) as u32,
+            attributes: be_i16(b, 21),
+            last_offset_delta: be_i32(b, 23),
+            base_timestamp: be_i64(b, 27),
+            max_timestamp: be_i64(b, 35),
+            producer_id: be_i64(b, 43),
+            producer_epoch: be_i16(b, 51),
+            base_sequence: be_i32(b, 53),
+            records_count: be_i32(b, 57),
+        })
+    }
+
+    /// Total bytes of the batch on disk and on the wire.
+    pub fn total_len(&self) -> usize {
+        self.batch_length as usize + LOG_OVERHEAD
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+
+    pub fn compression_codec(&self) -> i16 {
+        self.attributes & 0x07
+    }
+}
+
+/// CRC-32C over bytes 21..end, as stored in the header.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[CRC_START..])
+}
+
+/// Validates one batch as the whole `records` of a Produce partition (v3+
+/// carries exactly one v2 batch per partition) and returns its header.
+///
+/// Order matters: size limits are checked before the CRC so an oversized
+/// batch costs no checksum work.
+pub fn validate_produce_batch(
+    batch: &[u8],
+    max_message_bytes: usize,
+) -> Result<BatchHeader, LogError> {
+    let header = BatchHeader::parse(batch)
+        .ok_or(LogError::Corrupt("batch shorter than its 61-byte header"))?;
+    if header.magic != 2 {
+        return Err(LogError::InvalidRecord(
+            "only magic v2 record batches are accepted",
+        ));
+    }
+    if header.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+        return Err(LogError::Corrupt("batchLength smaller than the header"));
+    }
+    let total = header.total_len();
+    if total > batch.len() {
+        return Err(LogError::Corrupt(
+            "batch truncated: batchLength exceeds the bytes sent",
+        ));
+    }
+    if total < batch.len() {
+        return Err(LogError::InvalidRecord(
+            "produce request must carry exactly one record batch per partition",
+        ));
+    }
+    if total > max_message_bytes {
+        return Err(LogError::MessageTooLarge {
+            size: total,
+            max: max_message_bytes,
+        });
+    }
+    if compute_crc(batch) != header.crc {
+        return Err(LogError::Corrupt("record batch CRC-32C mismatch"));
+    }
+    if header.records_count <= 0
+        || header.last_offset_delta.checked_add(1) != Some(header.records_count)
+    {
+        return Err(LogError::InvalidRecord(
+            "lastOffsetDelta + 1 must equal the record count",
+        ));
+    }
+    if header.is_control() {
+        return Err(LogError::InvalidRecord(
+            "clients may not send control batches",
+        ));
+    }
+    if header.producer_id >= 0 && header.base_sequence < 0 {
+        return Err(LogError::InvalidRecord(
+            "idempotent batch without a base sequence",
+        ));
+    }
+    Ok(header)
+}
+
+/// Patches the fields outside the CRC: the assigned base offset and the
+/// partition leader epoch.
+pub fn assign_offsets(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Applies `message.timestamp.type=LogAppendTime`: sets the timestamp-type
+/// attribute and maxTimestamp, then recomputes the CRC (both are inside it).
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attrs = be_i16(batch, 21) | ATTR_TIMESTAMP_TYPE;
+    batch[21..23].copy_from_slice(&attrs.to_be_bytes());
+    batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Finds the first record in an uncompressed batch whose timestamp is at
+/// least `target`, returning its offset and timestamp. `None` for compressed
+/// batches (the broker never decompresses) or a malformed record section.
+pub fn first_offset_with_timestamp(batch: &[u8], target: i64) -> Option<(i64, i64)> {
+    let header = BatchHeader::parse(batch)?;
+    if header.compression_codec() != 0 {
+        return None;
+    }
+    let mut pos = HEADER_LEN;
+    for _ in 0..header.records_count {
+        let (len, n) = read_varint(batch.get(pos..)?)?;
+        let start = pos + n;
+        let body = batch.get(start..start + usize::try_from(len).ok()?)?;
+        // attributes i8, then timestampDelta varlong, then offsetDelta varint.
+        let (ts_delta, n1) = read_varint(body.get(1..)?)?;
+        let (offset_delta, _) = read_varint(body.get(1 + n1..)?)?;
+        if header.base_timestamp + ts_delta >= target {
+            return Some((
+                header.base_offset + offset_delta,
+                header.base_timestamp + ts_delta,
+            ));
+        }
+        pos = start + len as usize;
+    }
+    None
+}
+
+/// Zig-zag varint as used inside records. Returns (value, bytes read).
+fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
+    let mut raw: u64 = 0;
+    for (i, byte) in b.iter().enumerate().take(10) {
+        raw |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn put_varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            if z < 0x80 {
+                out.push(z as u8);
+                return;
+            }
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+    }
+
+    /// Builds an uncompressed v2 batch with one record per value, timestamps
+    /// `base_ts + i`.
+    pub fn make_batch(values: &[&[u8]], base_ts: i64) -> Vec<u8> {
+        let mut records = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let mut body = vec![0u8];
+            put_varint(&mut body, i as i64); // timestamp delta
+            put_varint(&mut body, i as i64); // offset delta
+            put_varint(&mut body, -1); // null key
+            put_varint(&mut body, v.len() as i64);
+            body.extend_from_slice(v);
+            put_varint(&mut body, 0); // no headers
+            put_varint(&mut records, body.len() as i64);
+            records.extend_from_slice(&body);
+        }
+        let n = values.len() as i32;
+        let mut b = Vec::new();
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(2);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(n - 1).to_be_bytes());
+        b.extend_from_slice(&base_ts.to_be_bytes());
+        b.extend_from_slice(&(base_ts + n as i64 - 1).to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&n.to_be_bytes());
+        b.extend_from_slice(&records);
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn valid_batch_parses() {
+        let b = make_batch(&[b"a", b"bb", b"ccc"], 1000);
+        let h = validate_produce_batch(&b, 1 << 20).unwrap();
+        assert_eq!(h.records_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.max_timestamp, 1002);
+        assert_eq!(h.total_len(), b.len());
+    }
+
+    #[test]
+    fn corrupt_crc_is_rejected() {
+        let mut b = make_batch(&[b"a"], 0);
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert!(matches!(
+            validate_produce_batch(&b, 1 << 20),
+            Err(LogError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn offsets_and_epoch_are_outside_the_crc() {
+        let mut b = make_batch(&[b"a"], 0);
+        assign_offsets(&mut b, 42, 7);
+        let h = validate_produce_batch(&b, 1 << 20).unwrap();
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 7));
+    }
+
+    #[test]
+    fn inconsistent_count_and_control_and_size() {
+        let mut b = make_batch(&[b"a", b"b"], 0);
+        b[57..61].copy_from_slice(&5i32.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate_produce_batch(&b, 1 << 20),
+            Err(LogError::InvalidRecord(_))
+        ));
+
+        let mut c = make_batch(&[b"a"], 0);
+        c[21..23].copy_from_slice(&ATTR_CONTROL.to_be_bytes());
+        let crc = compute_crc(&c);
+        c[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate_produce_batch(&c, 1 << 20),
+            Err(LogError::InvalidRecord(_))
+        ));
+
+        let d = make_batch(&[&[0u8; 500]], 0);
+        assert!(matches!(
+            validate_produce_batch(&d, 100),
+            Err(LogError::MessageTooLarge { .. })
+        ));
+
+        let mut two = make_batch(&[b"a"], 0);
+        two.extend_from_slice(&make_batch(&[b"b"], 0));
+        assert!(matches!(
+            validate_produce_batch(&two, 1 << 20),
+            Err(LogError::InvalidRecord(_))
+        ));
+        assert!(matches!(
+            validate_produce_batch(&two[..30], 1 << 20),
+            Err(LogError::Corrupt(_))
+        ));
+        assert!(matches!(
+            validate_produce_batch(&make_batch(&[b"a"], 0)[..66], 1 << 20),
+            Err(LogError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn log_append_time_keeps_crc_valid() {
+        let mut b = make_batch(&[b"a"], 5);
+        set_log_append_time(&mut b, 99_999);
+        let h = validate_produce_batch(&b, 1 << 20).unwrap();
+        assert_eq!(h.max_timestamp, 99_999);
+        assert_ne!(h.attributes & ATTR_TIMESTAMP_TYPE, 0);
+    }
+
+    #[test]
+    fn timestamp_search_inside_batch() {
+        let mut b = make_batch(&[b"a", b"b", b"c"], 100);
+        assign_offsets(&mut b, 10, 0);
+        assert_eq!(first_offset_with_timestamp(&b, 0), Some((10, 100)));
+        assert_eq!(first_offset_with_timestamp(&b, 101), Some((11, 101)));
+        assert_eq!(first_offset_with_timestamp(&b, 102), Some((12, 102)));
+        assert_eq!(first_offset_with_timestamp(&b, 103), None);
+    }
+}

@@ -1,0 +1,68 @@
+//! The storage engine, in Kafka's vocabulary.
+//!
+//! ```text
+//! LogManager            every topic, its metadata file and partition logs
+//!   Topic               id, configs, partitions
+//!     Partition         one Log behind a mutex + an append notification
+//!       Log             segments by base offset, log start/end offset, high watermark
+//!         Segment       <base>.log + <base>.index + <base>.timeindex
+//! ```
+//!
+//! See `docs/storage-format.md` for the on-disk layout.
+
+pub mod batch;
+pub mod index;
+pub mod manager;
+pub mod partition;
+pub mod segment;
+pub mod topic_config;
+
+pub use manager::LogManager;
+pub use partition::Partition;
+
+use kafka_protocol::error::ResponseError;
+
+/// Errors of the storage layer. Each maps to exactly one Kafka error code in
+/// [`LogError::code`].
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("corrupt record batch: {0}")]
+    Corrupt(&'static str),
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(&'static str),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("offset {offset} outside [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("partition is offline after an I/O failure")]
+    Offline,
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl LogError {
+    pub fn code(&self) -> i16 {
+        match self {
+            LogError::Corrupt(_) => ResponseError::CorruptMessage.code(),
+            LogError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
+            LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+            LogError::Offline => ResponseError::KafkaStorageError.code(),
+            LogError::Io(_) => ResponseError::KafkaStorageError.code(),
+        }
+    }
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,766 @@
+//! A partition: its [`Log`] of segments behind a mutex, plus the high
+//! watermark broadcast that parked fetches wait on.
+//!
+//! Locking: `Partition::log` is a `std::sync::Mutex` held only for in-memory
+//! bookkeeping and the page-cache `pwrite` of one batch: never across an
+//! `.await`, never during fsync or a fetch read (readers take a
+//! `SegmentSlice` and read after unlocking). `flush_lock` is a tokio mutex
+//! that serialises fsyncs: produces waiting for durability queue on it, and
+//! whoever gets it fsyncs everything written so far (group commit).
+//!
+//! Offsets: `log start <= high watermark <= log end`. Without fsync-before-ack
+//! the high watermark is the log end offset (a single replica is always in
+//! sync). With `flush.messages=1` it is the flushed offset, so a consumer
+//! never sees a record that a power failure could still take back.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::log::batch::{self, BatchHeader, HEADER_LEN};
+use crate::log::segment::{Segment, SegmentSlice};
+use crate::log::topic_config::TopicConfig;
+use crate::log::{LogError, Result};
+
+const LOG_START_CHECKPOINT: &str = "log-start-offset";
+
+/// Result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// `-1` unless the topic uses LogAppendTime.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+/// Records returned by a read plus the partition's offsets at that moment.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// Partition offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offsets {
+    pub log_start: i64,
+    pub high_watermark: i64,
+    pub log_end: i64,
+}
+
+/// The mutable state of a partition log.
+struct Log {
+    dir: PathBuf,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    high_watermark: i64,
+    /// Everything below this offset has been fsynced (Kafka's recovery point).
+    flushed_offset: i64,
+    /// Rolled segments whose data may not be fsynced yet.
+    unflushed_files: Vec<Arc<File>>,
+    unflushed_messages: i64,
+    oldest_unflushed_ms: Option<i64>,
+    config: Arc<TopicConfig>,
+    /// Set after an I/O failure: the partition refuses reads and writes
+    /// rather than serve a log whose state is unknown.
+    offline: bool,
+    /// Reused for the patched copy of each appended batch.
+    scratch: Vec<u8>,
+}
+
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    log: Mutex<Log>,
+    hw_tx: watch::Sender<i64>,
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+impl Partition {
+    pub fn dir_name(topic: &str, index: i32) -> String {
+        format!("{topic}-{index}")
+    }
+
+    /// Creates an empty partition directory and log.
+    pub fn create(
+        data_dir: &Path,
+        topic: &str,
+        index: i32,
+        config: Arc<TopicConfig>,
+    ) -> io::Result<Partition> {
+        let dir = data_dir.join(Self::dir_name(topic, index));
+        std::fs::create_dir_all(&dir)?;
+        let seg = Segment::create(&dir, 0, config.segment_index_bytes)?;
+        let mut segments = BTreeMap::new();
+        segments.insert(0, seg);
+        Ok(Self::from_log(
+            topic,
+            index,
+            Log::new(dir, segments, 0, config),
+        ))
+    }
+
+    /// Opens an existing partition directory. With `recover` (after an
+    /// unclean shutdown) the active segment is fully validated and its torn
+    /// or corrupt tail truncated.
+    pub fn open(
+        data_dir: &Path,
+        topic: &str,
+        index: i32,
+        config: Arc<TopicConfig>,
+        recover: bool,
+    ) -> io::Result<Partition> {
+        let dir = data_dir.join(Self::dir_name(topic, index));
+        std::fs::create_dir_all(&dir)?;
+        let mut bases: Vec<i64> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".log"))
+                    .and_then(|b| b.parse().ok())
+            })
+            .collect();
+        bases.sort_unstable();
+        let checkpoint = std::fs::read_to_string(dir.join(LOG_START_CHECKPOINT))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok());
+        let mut segments = BTreeMap::new();
+        let last = bases.last().copied();
+        for base in bases {
+            let is_active = Some(base) == last;
+            let (seg, report) = Segment::open(
+                &dir,
+                base,
+                config.segment_index_bytes,
+                config.index_interval_bytes,
+                recover && is_active,
+            )?;
+            if report.truncated_bytes > 0 {
+                tracing::warn!(
+                    partition = %format!("{topic}-{index}"),
+                    segment = base,
+                    kept_batches = report.valid_batches,
+                    dropped_bytes = report.truncated_bytes,
+                    reason = report.reason.unwrap_or("unknown"),
+                    "recovery truncated a corrupt or torn segment tail"
+                );
+            }
+            segments.insert(base, seg);
+        }
+        let log_start = match (segments.keys().next(), checkpoint) {
+            (Some(first), Some(c)) => (*first).max(c),
+            (Some(first), None) => *first,
+            (None, c) => c.unwrap_or(0),
+        };
+        if segments.is_empty() {
+            segments.insert(
+                log_start,
+                Segment::create(&dir, log_start, config.segment_index_bytes)?,
+            );
+        }
+        let mut log = Log::new(dir, segments, log_start, config);
+        log.log_start_offset = log.log_start_offset.min(log.log_end_offset);
+        Ok(Self::from_log(topic, index, log))
+    }
+
+    fn from_log(topic: &str, index: i32, log: Log) -> Partition {
+        let (hw_tx, _) = watch::channel(log.high_watermark);
+        Partition {
+            topic: topic.to_owned(),
+            index,
+            log: Mutex::new(log),
+            hw_tx,
+            flush_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Log> {
+        // A panic while holding the lock cannot leave the log half-updated in
+        // a way later code relies on (offsets advance only after writes), so
+        // recover the guard rather than poisoning every later request.
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.lock().config.clone()
+    }
+
+    pub fn set_config(&self, config: Arc<TopicConfig>) {
+        self.lock().config = config;
+    }
+
+    pub fn offsets(&self) -> Offsets {
+        let log = self.lock();
+        Offsets {
+            log_start: log.log_start_offset,
+            high_watermark: log.high_watermark,
+            log_end: log.log_end_offset,
+        }
+    }
+
+    /// Receives the high watermark whenever it moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    /// Validates and appends one Produce batch, then, for fsync-before-ack
+    /// topics, waits for the group-commit fsync covering it.
+    pub async fn append(&self, batch: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        let (info, wait_for_flush, flush_soon) = self.append_in_page_cache(batch, now_ms)?;
+        if wait_for_flush {
+            self.flush_to(info.last_offset + 1).await?;
+        } else if flush_soon {
+            self.flush_to(info.last_offset + 1).await?;
+        }
+        Ok(info)
+    }
+
+    /// The synchronous part of an append: validation, offset assignment,
+    /// roll, and the write into the page cache.
+    fn append_in_page_cache(&self, batch: &[u8], now_ms: i64) -> Result<(AppendInfo, bool, bool)> {
+        let mut guard = self.lock();
+        let log = &mut *guard;
+        if log.offline {
+            return Err(LogError::Offline);
+        }
+        let config = log.config.clone();
+        let header = batch::validate_produce_batch(batch, config.max_message_bytes)?;
+        let base_offset = log.log_end_offset;
+        log.scratch.clear();
+        log.scratch.extend_from_slice(batch);
+        batch::assign_offsets(&mut log.scratch, base_offset, 0);
+        let log_append_time = if config.log_append_time {
+            batch::set_log_append_time(&mut log.scratch, now_ms);
+            now_ms
+        } else {
+            -1
+        };
+        let header = BatchHeader::parse(&log.scratch[..HEADER_LEN]).unwrap_or(header);
+        if let Err(e) = log.maybe_roll(log.scratch.len(), now_ms) {
+            log.offline = true;
+            tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "segment roll failed; partition offline");
+            return Err(e.into());
+        }
+        let interval = config.index_interval_bytes;
+        let Log {
+            segments, scratch, ..
+        } = log;
+        let active = segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment");
+        if let Err(e) = active.append(&header, scratch, interval, now_ms) {
+            log.offline = true;
+            tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "append failed; partition offline");
+            return Err(e.into());
+        }
+        log.log_end_offset = header.next_offset();
+        log.unflushed_messages += header.records_count as i64;
+        log.oldest_unflushed_ms.get_or_insert(now_ms);
+        let fsync_before_ack = config.fsync_before_ack();
+        if !fsync_before_ack {
+            log.high_watermark = log.log_end_offset;
+            self.hw_tx.send_replace(log.high_watermark);
+        }
+        let flush_soon = !fsync_before_ack && log.unflushed_messages >= config.flush_messages;
+        let info = AppendInfo {
+            base_offset,
+            last_offset: header.last_offset(),
+            log_append_time,
+            log_start_offset: log.log_start_offset,
+        };
+        Ok((info, fsync_before_ack, flush_soon))
+    }
+
+    /// fsyncs until everything below `target` is durable. Concurrent callers
+    /// share fsyncs: the one holding `flush_lock` covers all earlier writes.
+    pub async fn flush_to(&self, target: i64) -> Result<()> {
+        let _turn = self.flush_lock.lock().await;
+        let (files, upto) = {
+            let mut log = self.lock();
+            if log.offline {
+                return Err(LogError::Offline);
+            }
+            if log.flushed_offset >= target {
+                return Ok(());
+            }
+            let mut files = std::mem::take(&mut log.unflushed_files);
+            files.push(
+                log.segments
+                    .values()
+                    .next_back()
+                    .expect("active segment")
+                    .log_file(),
+            );
+            log.unflushed_messages = 0;
+            log.oldest_unflushed_ms = None;
+            (files, log.log_end_offset)
+        };
+        // fsync off the async runtime: it can take milliseconds to seconds.
+        let result =
+            tokio::task::spawn_blocking(move || files.iter().try_for_each(|f| f.sync_data())).await;
+        let mut log = self.lock();
+        match result {
+            Ok(Ok(())) => {
+                log.flushed_offset = log.flushed_offset.max(upto);
+                if log.config.fsync_before_ack() && log.flushed_offset > log.high_watermark {
+                    log.high_watermark = log.flushed_offset.min(log.log_end_offset);
+                    self.hw_tx.send_replace(log.high_watermark);
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                // A failed fsync leaves the page cache state unknown (the
+                // kernel may have dropped the dirty pages): never pretend.
+                log.offline = true;
+                tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "fsync failed; partition offline");
+                Err(e.into())
+            }
+            Err(join) => Err(LogError::Io(io::Error::other(join.to_string()))),
+        }
+    }
+
+    /// Periodic flush by `flush.ms`; returns whether a flush ran.
+    pub async fn maybe_flush_by_time(&self, now_ms: i64) -> Result<bool> {
+        let target = {
+            let log = self.lock();
+            match log.oldest_unflushed_ms {
+                Some(t) if now_ms.saturating_sub(t) >= log.config.flush_ms => log.log_end_offset,
+                _ => return Ok(false),
+            }
+        };
+        self.flush_to(target).await.map(|_| true)
+    }
+
+    /// Reads whole batches from the one containing `offset`, up to the high
+    /// watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult> {
+        let (slice, hw, log_start) = {
+            let log = self.lock();
+            if log.offline {
+                return Err(LogError::Offline);
+            }
+            if offset < log.log_start_offset || offset > log.log_end_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: log.log_start_offset,
+                    log_end: log.log_end_offset,
+                });
+            }
+            if offset >= log.high_watermark {
+                return Ok(ReadResult {
+                    records: Bytes::new(),
+                    high_watermark: log.high_watermark,
+                    log_start_offset: log.log_start_offset,
+                });
+            }
+            (
+                log.segment_for(offset).map(|s| s.slice_from(offset)),
+                log.high_watermark,
+                log.log_start_offset,
+            )
+        };
+        let records = match slice {
+            Some(slice) => slice.read(offset, hw, max_bytes, min_one)?,
+            None => Bytes::new(),
+        };
+        Ok(ReadResult {
+            records,
+            high_watermark: hw,
+            log_start_offset: log_start,
+        })
+    }
+
+    /// ListOffsets by timestamp: the first offset whose record timestamp is
+    /// `>= ts`, with that timestamp; `None` if no record is that late.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        let (slices, hw, log_start): (Vec<SegmentSlice>, i64, i64) = {
+            let log = self.lock();
+            if log.offline {
+                return Err(LogError::Offline);
+            }
+            let slices = log
+                .segments
+                .values()
+                .filter(|s| s.max_timestamp() >= ts)
+                .map(|s| s.slice_for_timestamp(ts))
+                .collect();
+            (slices, log.high_watermark, log.log_start_offset)
+        };
+        for slice in slices {
+            if let Some((offset, found_ts)) = slice.find_offset_by_timestamp(ts, hw)? {
+                return Ok(Some((offset.max(log_start), found_ts)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets -3: the offset and value of the largest timestamp.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+        let (slice, ts, hw) = {
+            let log = self.lock();
+            let best = log
+                .segments
+                .values()
+                .filter(|s| !s.is_empty())
+                .max_by_key(|s| s.max_timestamp());
+            match best {
+                Some(s) if s.max_timestamp() >= 0 => (
+                    s.slice_from(s.offset_of_max_timestamp()),
+                    s.max_timestamp(),
+                    log.high_watermark,
+                ),
+                _ => return Ok(None),
+            }
+        };
+        Ok(slice.find_offset_by_timestamp(ts, hw)?)
+    }
+
+    /// DeleteRecords: moves the log start offset forward (`-1` = high
+    /// watermark) and deletes segments wholly below it.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let mut log = self.lock();
+        if log.offline {
+            return Err(LogError::Offline);
+        }
+        let target = if offset == -1 {
+            log.high_watermark
+        } else {
+            offset
+        };
+        if target < 0 || target > log.high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: log.log_start_offset,
+                log_end: log.high_watermark,
+            });
+        }
+        if target > log.log_start_offset {
+            log.log_start_offset = target;
+            log.write_log_start_checkpoint()?;
+            log.delete_segments_below_log_start()?;
+        }
+        Ok(log.log_start_offset)
+    }
+
+    /// Retention by time and size; deletes whole closed segments.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut log = self.lock();
+        if log.offline || !log.config.cleanup_delete {
+            return Ok(0);
+        }
+        log.enforce_retention(now_ms)
+    }
+
+    /// Clean shutdown: fsync everything and trim the active indexes.
+    pub fn close(&self) -> io::Result<()> {
+        let mut log = self.lock();
+        if log.offline {
+            return Ok(());
+        }
+        for f in std::mem::take(&mut log.unflushed_files) {
+            f.sync_data()?;
+        }
+        if let Some(seg) = log.segments.values_mut().next_back() {
+            seg.flush()?;
+            seg.close_for_appends()?;
+        }
+        log.flushed_offset = log.log_end_offset;
+        Ok(())
+    }
+
+    /// Size of all segments in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.values().map(Segment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+}
+
+impl Log {
+    fn new(
+        dir: PathBuf,
+        segments: BTreeMap<i64, Segment>,
+        log_start_offset: i64,
+        config: Arc<TopicConfig>,
+    ) -> Log {
+        let log_end_offset = segments
+            .values()
+            .next_back()
+            .map(Segment::next_offset)
+            .unwrap_or(log_start_offset);
+        Log {
+            dir,
+            segments,
+            log_start_offset,
+            log_end_offset,
+            high_watermark: log_end_offset,
+            flushed_offset: log_end_offset,
+            unflushed_files: Vec::new(),
+            unflushed_messages: 0,
+            oldest_unflushed_ms: None,
+            config,
+            offline: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The segment holding `offset`, moving to the next segment when
+    /// `offset` is exactly the end of one.
+    fn segment_for(&self, offset: i64) -> Option<&Segment> {
+        let seg = self.segments.range(..=offset).next_back().map(|(_, s)| s)?;
+        if offset >= seg.next_offset() {
+            return self.segments.range(offset + 1..).next().map(|(_, s)| s);
+        }
+        Some(seg)
+    }
+
+    fn maybe_roll(&mut self, len: usize, now_ms: i64) -> io::Result<()> {
+        let active = self.segments.values().next_back().expect("active segment");
+        if active.should_roll(
+            len,
+            self.config.segment_bytes,
+            self.config.segment_ms,
+            now_ms,
+        ) {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment and starts a new one at the log end offset.
+    fn roll(&mut self) -> io::Result<()> {
+        let base = self.log_end_offset;
+        let active = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("active segment");
+        if active.base_offset == base {
+            return Ok(()); // already empty at this offset
+        }
+        active.close_for_appends()?;
+        self.unflushed_files.push(active.log_file());
+        let seg = Segment::create(&self.dir, base, self.config.segment_index_bytes)?;
+        self.segments.insert(base, seg);
+        Ok(())
+    }
+
+    fn write_log_start_checkpoint(&self) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{LOG_START_CHECKPOINT}.tmp"));
+        std::fs::write(&tmp, self.log_start_offset.to_string())?;
+        File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, self.dir.join(LOG_START_CHECKPOINT))
+    }
+
+    fn delete_segments_below_log_start(&mut self) -> io::Result<usize> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 {
+            let (&base, first) = self.segments.iter().next().expect("non-empty");
+            if first.next_offset() > self.log_start_offset
+                || first.is_empty() && base >= self.log_start_offset
+            {
+                break;
+            }
+            let seg = self.segments.remove(&base).expect("present");
+            seg.delete_files()?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+        let retention_ms = self.config.retention_ms;
+        let retention_bytes = self.config.retention_bytes;
+        // An expired non-empty active segment is rolled so it can go too.
+        if retention_ms >= 0 {
+            let active = self.segments.values().next_back().expect("active segment");
+            if !active.is_empty() && active.max_timestamp() < now_ms - retention_ms {
+                self.roll()?;
+            }
+        }
+        let mut total: i64 = self.segments.values().map(|s| s.size() as i64).sum();
+        let mut deleted = 0;
+        while self.segments.len() > 1 {
+            let first = self.segments.values().next().expect("non-empty");
+            let by_time = retention_ms >= 0 && first.max_timestamp() < now_ms - retention_ms;
+            let by_size = retention_bytes >= 0 && total - first.size() as i64 >= retention_bytes;
+            if !(by_time || by_size) {
+                break;
+            }
+            let base = first.base_offset;
+            let seg = self.segments.remove(&base).expect("present");
+            total -= seg.size() as i64;
+            seg.delete_files()?;
+            deleted += 1;
+        }
+        let first_base = *self.segments.keys().next().expect("non-empty");
+        if first_base > self.log_start_offset {
+            self.log_start_offset = first_base;
+            self.write_log_start_checkpoint()?;
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::log::batch::tests::make_batch;
+    use indexmap::IndexMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Arc<TopicConfig> {
+        let o: IndexMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Arc::new(TopicConfig::resolve(&Config::default(), &o))
+    }
+
+    #[tokio::test]
+    async fn append_roll_read_across_segments_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(&[("segment.bytes", "300")]);
+        let p = Partition::create(dir.path(), "t", 0, c.clone()).unwrap();
+        for i in 0..20 {
+            let info = p
+                .append(&make_batch(&[b"0123456789", b"x"], i), 1000)
+                .await
+                .unwrap();
+            assert_eq!(info.base_offset, i * 2);
+        }
+        assert!(p.segment_count() > 3, "rolled by size");
+        let mut next = 0;
+        while next < 40 {
+            let r = p.read(next, 1 << 20, true).unwrap();
+            assert!(!r.records.is_empty());
+            let mut pos = 0;
+            while pos < r.records.len() {
+                let h = BatchHeader::parse(&r.records[pos..]).unwrap();
+                assert!(h.last_offset() >= next);
+                next = h.next_offset();
+                pos += h.total_len();
+            }
+        }
+        assert!(matches!(
+            p.read(41, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(p.read(40, 100, true).unwrap().records.is_empty());
+        p.close().unwrap();
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, c, false).unwrap();
+        assert_eq!(
+            p.offsets(),
+            Offsets {
+                log_start: 0,
+                high_watermark: 40,
+                log_end: 40
+            }
+        );
+        assert_eq!(p.offset_for_timestamp(10).unwrap(), Some((19, 10)));
+        assert_eq!(p.offset_for_timestamp(100).unwrap(), None);
+        assert_eq!(p.max_timestamp_offset().unwrap(), Some((39, 20)));
+    }
+
+    #[tokio::test]
+    async fn delete_records_and_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(&[("segment.bytes", "200"), ("retention.bytes", "400")]);
+        let p = Partition::create(dir.path(), "t", 0, c.clone()).unwrap();
+        for i in 0..10 {
+            p.append(&make_batch(&[b"0123456789"], i), 0).await.unwrap();
+        }
+        assert_eq!(p.delete_records_before(3).unwrap(), 3);
+        assert!(matches!(
+            p.read(2, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(matches!(
+            p.delete_records_before(11),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        p.enforce_retention(crate::log::now_ms()).unwrap();
+        assert!(p.size_bytes() <= 400 + 200);
+        let start = p.offsets().log_start;
+        assert!(start > 3);
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, c, true).unwrap();
+        assert_eq!(p.offsets().log_start, start);
+    }
+
+    #[tokio::test]
+    async fn time_retention_rolls_and_deletes_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::create(dir.path(), "t", 0, cfg(&[("retention.ms", "1000")])).unwrap();
+        p.append(&make_batch(&[b"old"], 5), 0).await.unwrap();
+        p.enforce_retention(10_000).unwrap();
+        assert_eq!(
+            p.offsets(),
+            Offsets {
+                log_start: 1,
+                high_watermark: 1,
+                log_end: 1
+            }
+        );
+        assert_eq!(p.segment_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn fsync_before_ack_moves_hw_after_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Arc::new(
+            Partition::create(dir.path(), "t", 0, cfg(&[("flush.messages", "1")])).unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                p.append(&make_batch(&[b"v"], i), 0).await.unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(p.offsets().high_watermark, 8);
+    }
+
+    #[tokio::test]
+    async fn unclean_reopen_truncates_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(&[]);
+        let p = Partition::create(dir.path(), "t", 0, c.clone()).unwrap();
+        p.append(&make_batch(&[b"a"], 0), 0).await.unwrap();
+        p.append(&make_batch(&[b"b"], 0), 0).await.unwrap();
+        drop(p);
+        let path = crate::log::segment::log_path(&dir.path().join("t-0"), 0);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+        let p = Partition::open(dir.path(), "t", 0, c, true).unwrap();
+        assert_eq!(p.offsets().log_end, 1);
+        assert_eq!(
+            p.append(&make_batch(&[b"c"], 0), 0)
+                .await
+                .unwrap()
+                .base_offset,
+            1
+        );
+    }
+}

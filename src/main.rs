@@ -1,0 +1,119 @@
+//! The `weir` binary: parses arguments, loads configuration and calls
+//! [`weir::run`]. Everything else lives in the library.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use weir::{Broker, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A Kafka wire-protocol-compatible single-node broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (keys as in config/weir.toml); flags override it.
+    #[arg(long)]
+    config: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:9092].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory [default: ./data].
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Use a temporary data directory, removed at exit (for CI).
+    #[arg(long, conflicts_with = "data_dir")]
+    ephemeral: bool,
+    /// Host to advertise in Metadata instead of the automatic choice.
+    #[arg(long)]
+    advertised_host: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve(args) = cli.command;
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(h) = args.advertised_host {
+        config.advertised_host = h;
+    }
+    // Kept alive until the broker has shut down; dropping it removes the dir.
+    let ephemeral = if args.ephemeral {
+        Some(tempfile::Builder::new().prefix("weir-").tempdir()?)
+    } else {
+        None
+    };
+    if let Some(dir) = &ephemeral {
+        config.data_dir = dir.path().to_string_lossy().into_owned();
+    }
+    config.validate()?;
+    let config = Arc::new(config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let broker = Arc::new(Broker::open(config.clone(), addr)?);
+        // The one stable readiness line scripts wait for.
+        println!(
+            "weir ready: listening on {addr} (data dir {})",
+            config.data_dir
+        );
+        weir::run(listener, broker, shutdown_signal()).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop(ephemeral);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

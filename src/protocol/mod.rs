@@ -1,0 +1,247 @@
+//! Request framing above the byte stream: header decode, dispatch by API key
+//! through the ONE table of supported APIs ([`SUPPORTED_APIS`], which
+//! ApiVersions reports verbatim), and response encoding.
+//!
+//! Versions: each row advertises a range; the range actually served is that
+//! range clipped to what the request struct can decode
+//! (`<Req as Message>::VERSIONS`). The only row advertising more than it
+//! serves is Produce (advertised from v0 because librdkafka < 2.11.1 enables
+//! compression only when Produce v0 is in range; v0-2 requests, which no
+//! current client sends, close the connection).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, VersionRange};
+
+use crate::broker::{Broker, RequestContext};
+use crate::handlers;
+
+/// Why a connection is closed instead of answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("request frame of {0} bytes is too short for a header")]
+    ShortFrame(usize),
+    #[error("unsupported API key {0}")]
+    UnknownApi(i16),
+    #[error("unsupported version {version} of API {key:?} (served {min}..={max})")]
+    UnsupportedVersion {
+        key: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
+    #[error("malformed {what}: {source}")]
+    Malformed {
+        what: &'static str,
+        source: anyhow::Error,
+    },
+    #[error("cannot encode {key:?} v{version} response: {source}")]
+    Encode {
+        key: ApiKey,
+        version: i16,
+        source: anyhow::Error,
+    },
+    #[error("acks=0 produce failed: {0}")]
+    Acks0Failure(String),
+}
+
+/// Per-connection facts handlers may need.
+pub struct Connection {
+    pub broker: Arc<Broker>,
+    pub local_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+}
+
+/// A handler's answer: `None` sends nothing (acks=0 Produce).
+pub type HandlerResult<R> = Result<Option<R>, ProtocolError>;
+
+/// One row of the API table.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSupport {
+    pub key: ApiKey,
+    /// Advertised in ApiVersions.
+    pub advertised: VersionRange,
+    /// Actually decoded and answered.
+    pub served: VersionRange,
+}
+
+macro_rules! api_table {
+    ($( $key:ident : $req:ty => $handler:path, advertise $min:literal ..= $max:literal; )*) => {
+        /// Every API Weir serves, with advertised and served versions.
+        pub static SUPPORTED_APIS: &[ApiSupport] = &[$(
+            ApiSupport {
+                key: ApiKey::$key,
+                advertised: VersionRange { min: $min, max: $max },
+                served: VersionRange {
+                    min: if $min > <$req as Message>::VERSIONS.min { $min } else { <$req as Message>::VERSIONS.min },
+                    max: if $max < <$req as Message>::VERSIONS.max { $max } else { <$req as Message>::VERSIONS.max },
+                },
+            },
+        )*];
+
+        async fn dispatch(ctx: &RequestContext, key: ApiKey, correlation_id: i32, body: &mut Bytes) -> Result<Option<BytesMut>, ProtocolError> {
+            let version = ctx.api_version;
+            match key {
+                $(ApiKey::$key => {
+                    let req = <$req as Decodable>::decode(body, version)
+                        .map_err(|source| ProtocolError::Malformed { what: stringify!($req), source })?;
+                    match $handler(ctx, req).await? {
+                        Some(resp) => encode_response(key, version, correlation_id, &resp).map(Some),
+                        None => Ok(None),
+                    }
+                })*
+                other => Err(ProtocolError::UnknownApi(other as i16)),
+            }
+        }
+    };
+}
+
+api_table! {
+    Produce: ProduceRequest => handlers::produce::handle, advertise 0..=13;
+    Fetch: FetchRequest => handlers::fetch::handle, advertise 4..=18;
+    ListOffsets: ListOffsetsRequest => handlers::offsets::list_offsets, advertise 1..=10;
+    Metadata: MetadataRequest => handlers::metadata::handle, advertise 0..=13;
+    ApiVersions: ApiVersionsRequest => handlers::api_versions::handle, advertise 0..=4;
+    CreateTopics: CreateTopicsRequest => handlers::topics::create_topics, advertise 2..=7;
+    DeleteTopics: DeleteTopicsRequest => handlers::topics::delete_topics, advertise 1..=6;
+    DeleteRecords: DeleteRecordsRequest => handlers::topics::delete_records, advertise 0..=2;
+    OffsetForLeaderEpoch: OffsetForLeaderEpochRequest => handlers::offsets::offset_for_leader_epoch, advertise 2..=4;
+    DescribeConfigs: DescribeConfigsRequest => handlers::configs::describe_configs, advertise 1..=4;
+    AlterConfigs: AlterConfigsRequest => handlers::configs::alter_configs, advertise 0..=2;
+    CreatePartitions: CreatePartitionsRequest => handlers::topics::create_partitions, advertise 0..=3;
+    IncrementalAlterConfigs: IncrementalAlterConfigsRequest => handlers::configs::incremental_alter_configs, advertise 0..=1;
+    DescribeCluster: DescribeClusterRequest => handlers::cluster::describe_cluster, advertise 0..=2;
+}
+
+pub fn find_api(key: i16) -> Option<&'static ApiSupport> {
+    SUPPORTED_APIS.iter().find(|a| a.key as i16 == key)
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Handles one request frame. `Ok(None)`: no response is due (acks=0).
+/// `Err`: close the connection.
+pub async fn handle_frame(
+    conn: &Connection,
+    frame: Bytes,
+) -> Result<Option<BytesMut>, ProtocolError> {
+    if frame.len() < 8 {
+        return Err(ProtocolError::ShortFrame(frame.len()));
+    }
+    let raw_key = be_i16(&frame, 0);
+    let version = be_i16(&frame, 2);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Some(api) = find_api(raw_key) else {
+        return Err(ProtocolError::UnknownApi(raw_key));
+    };
+    let key = api.key;
+    if version < api.served.min || version > api.served.max {
+        if key == ApiKey::ApiVersions && version > api.served.max {
+            // A newer client than us: answer in v0 so it can downgrade.
+            return Ok(Some(unsupported_api_versions(correlation_id)));
+        }
+        return Err(ProtocolError::UnsupportedVersion {
+            key,
+            version,
+            min: api.served.min,
+            max: api.served.max,
+        });
+    }
+    let mut body = frame;
+    let header = RequestHeader::decode(&mut body, key.request_header_version(version)).map_err(
+        |source| ProtocolError::Malformed {
+            what: "request header",
+            source,
+        },
+    )?;
+    let ctx = RequestContext {
+        broker: conn.broker.clone(),
+        local_addr: conn.local_addr,
+        peer_addr: conn.peer_addr,
+        api_version: version,
+        client_id: header.client_id.as_ref().map(|s| s.to_string()),
+    };
+    if key == ApiKey::ApiVersions {
+        // Lenient: a v3+ body we cannot parse (odd client_software_name)
+        // still gets the version list.
+        let req = ApiVersionsRequest::decode(&mut body, version).unwrap_or_default();
+        let resp = handlers::api_versions::handle(&ctx, req)
+            .await?
+            .expect("always answers");
+        return encode_response(key, version, correlation_id, &resp).map(Some);
+    }
+    dispatch(&ctx, key, correlation_id, &mut body).await
+}
+
+/// Frames a response: size, header (version from the API key), body.
+pub fn encode_response<R: Encodable + HeaderVersion>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    resp: &R,
+) -> Result<BytesMut, ProtocolError> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = key.response_header_version(version);
+    let err = |source| ProtocolError::Encode {
+        key,
+        version,
+        source,
+    };
+    let size = header.compute_size(header_version).map_err(err)?
+        + resp.compute_size(version).map_err(err)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, header_version).map_err(err)?;
+    resp.encode(&mut buf, version).map_err(err)?;
+    Ok(buf)
+}
+
+/// ApiVersions v0 body with UNSUPPORTED_VERSION and our ranges, built by
+/// hand because the header and body versions differ from the request's.
+fn unsupported_api_versions(correlation_id: i32) -> BytesMut {
+    let mut body = BytesMut::new();
+    body.put_i32(correlation_id);
+    body.put_i16(kafka_protocol::ResponseError::UnsupportedVersion.code());
+    body.put_i32(SUPPORTED_APIS.len() as i32);
+    for api in SUPPORTED_APIS {
+        body.put_i16(api.key as i16);
+        body.put_i16(api.advertised.min);
+        body.put_i16(api.advertised.max);
+    }
+    let mut out = BytesMut::with_capacity(4 + body.len());
+    out.put_i32(body.len() as i32);
+    out.extend_from_slice(&body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_ranges_are_decodable_and_nonempty() {
+        for api in SUPPORTED_APIS {
+            assert!(!api.served.is_empty(), "{:?}", api.key);
+            let valid = api.key.valid_versions();
+            assert!(
+                api.served.min >= valid.min && api.served.max <= valid.max,
+                "{:?}",
+                api.key
+            );
+        }
+        let produce = find_api(0).unwrap();
+        assert_eq!((produce.advertised.min, produce.served.min), (0, 3));
+    }
+
+    #[test]
+    fn no_forbidden_keys_advertised() {
+        for k in [71i16, 72, 17, 36] {
+            assert!(find_api(k).is_none(), "key {k} must not be advertised");
+        }
+    }
+}
