@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::log::LogManager;
+use crate::txn::ProducerIdAllocator;
 
 pub struct Broker {
     pub config: Arc<Config>,
     pub logs: LogManager,
+    pub producer_ids: ProducerIdAllocator,
     /// The port clients reach us on (the bound port, not the configured one,
     /// so port 0 works in tests).
     pub port: u16,
@@ -22,12 +24,15 @@ pub struct Broker {
 impl Broker {
     pub fn open(config: Arc<Config>, bound: SocketAddr) -> std::io::Result<Broker> {
         let logs = LogManager::open(config.clone())?;
+        let producer_ids =
+            ProducerIdAllocator::open(&std::path::Path::new(&config.data_dir).join("meta"))?;
         let listen_host = config
             .listen
             .rsplit_once(':')
             .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
             .unwrap_or_default();
         Ok(Broker {
+            producer_ids,
             wildcard: bound.ip().is_unspecified(),
             port: bound.port(),
             listen_host,

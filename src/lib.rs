@@ -13,6 +13,7 @@
 //! - [`handlers`]: one module per API family; thin: decode -> domain -> response.
 //! - [`log`]: the storage engine: LogManager -> Topic -> Partition -> Segment
 //!   with offset and time indexes, recovery, retention.
+//! - [`txn`]: producer id allocation and idempotent-producer sequence state.
 //! - [`broker`]: the shared state handlers see (config, logs, identity).
 //! - [`config`]: broker configuration (TOML, kebab-case, documented defaults).
 
@@ -23,6 +24,7 @@ pub mod handlers;
 pub mod log;
 pub mod protocol;
 pub mod server;
+pub mod txn;
 
 pub use broker::Broker;
 pub use config::Config;

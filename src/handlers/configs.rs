@@ -138,9 +138,11 @@ pub async fn describe_configs(
             };
             match entries {
                 Ok(entries) => {
+                    // Null lists every key; so does an empty list (lenient).
                     let keys = res
                         .configuration_keys
                         .as_ref()
+                        .filter(|k| !k.is_empty())
                         .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
                     out.configs = entries
                         .into_iter()

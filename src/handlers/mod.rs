@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod producer;
 pub mod topics;
 
 use kafka_protocol::messages::TopicName;

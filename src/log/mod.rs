@@ -38,6 +38,10 @@ pub enum LogError {
         log_start: i64,
         log_end: i64,
     },
+    #[error("out of order sequence number from producer {producer_id}")]
+    OutOfOrderSequence { producer_id: i64 },
+    #[error("producer {producer_id} epoch {epoch} is older than the current one")]
+    InvalidProducerEpoch { producer_id: i64, epoch: i16 },
     #[error("partition is offline after an I/O failure")]
     Offline,
     #[error("I/O error: {0}")]
@@ -51,6 +55,8 @@ impl LogError {
             LogError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
             LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+            LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+            LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
             LogError::Offline => ResponseError::KafkaStorageError.code(),
             LogError::Io(_) => ResponseError::KafkaStorageError.code(),
         }

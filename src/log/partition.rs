@@ -26,6 +26,7 @@ use crate::log::batch::{self, BatchHeader, HEADER_LEN};
 use crate::log::segment::{Segment, SegmentSlice};
 use crate::log::topic_config::TopicConfig;
 use crate::log::{LogError, Result};
+use crate::txn::{ProducerStateTable, SequenceCheck};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
 
@@ -74,6 +75,8 @@ struct Log {
     offline: bool,
     /// Reused for the patched copy of each appended batch.
     scratch: Vec<u8>,
+    /// Idempotent producers' epochs and recent sequence ranges.
+    producers: ProducerStateTable,
 }
 
 pub struct Partition {
@@ -169,6 +172,7 @@ impl Partition {
         }
         let mut log = Log::new(dir, segments, log_start, config);
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset);
+        log.rebuild_producer_state()?;
         Ok(Self::from_log(topic, index, log))
     }
 
@@ -216,9 +220,7 @@ impl Partition {
     /// topics, waits for the group-commit fsync covering it.
     pub async fn append(&self, batch: &[u8], now_ms: i64) -> Result<AppendInfo> {
         let (info, wait_for_flush, flush_soon) = self.append_in_page_cache(batch, now_ms)?;
-        if wait_for_flush {
-            self.flush_to(info.last_offset + 1).await?;
-        } else if flush_soon {
+        if wait_for_flush || flush_soon {
             self.flush_to(info.last_offset + 1).await?;
         }
         Ok(info)
@@ -245,6 +247,32 @@ impl Partition {
             -1
         };
         let header = BatchHeader::parse(&log.scratch[..HEADER_LEN]).unwrap_or(header);
+        match log.producers.check(&header) {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } => {
+                let info = AppendInfo {
+                    base_offset,
+                    last_offset,
+                    log_append_time: -1,
+                    log_start_offset: log.log_start_offset,
+                };
+                return Ok((info, config.fsync_before_ack(), false));
+            }
+            SequenceCheck::OutOfOrder => {
+                return Err(LogError::OutOfOrderSequence {
+                    producer_id: header.producer_id,
+                })
+            }
+            SequenceCheck::InvalidEpoch => {
+                return Err(LogError::InvalidProducerEpoch {
+                    producer_id: header.producer_id,
+                    epoch: header.producer_epoch,
+                })
+            }
+        }
         if let Err(e) = log.maybe_roll(log.scratch.len(), now_ms) {
             log.offline = true;
             tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "segment roll failed; partition offline");
@@ -264,6 +292,7 @@ impl Partition {
             return Err(e.into());
         }
         log.log_end_offset = header.next_offset();
+        log.producers.update(&header);
         log.unflushed_messages += header.records_count as i64;
         log.oldest_unflushed_ms.get_or_insert(now_ms);
         let fsync_before_ack = config.fsync_before_ack();
@@ -513,7 +542,23 @@ impl Log {
             config,
             offline: false,
             scratch: Vec::new(),
+            producers: ProducerStateTable::default(),
         }
+    }
+
+    /// Rebuilds producer state from the batch headers of every segment.
+    fn rebuild_producer_state(&mut self) -> io::Result<()> {
+        let mut table = ProducerStateTable::default();
+        for seg in self.segments.values() {
+            seg.slice_from(seg.base_offset).for_each_header(|h| {
+                if h.base_offset >= self.log_start_offset || h.next_offset() > self.log_start_offset
+                {
+                    table.update(h);
+                }
+            })?;
+        }
+        self.producers = table;
+        Ok(())
     }
 
     /// The segment holding `offset`, moving to the next segment when

@@ -439,6 +439,16 @@ impl SegmentSlice {
         Ok(buf.freeze())
     }
 
+    /// Calls `f` with every batch header in the slice, in order.
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
+        let mut pos = self.start;
+        while let Some(h) = self.header_at(pos)? {
+            f(&h);
+            pos += h.total_len() as u64;
+        }
+        Ok(())
+    }
+
     /// The first offset at or after `start_offset` whose record timestamp is
     /// `>= ts`, scanning batches below `upper`. For a compressed batch the
     /// broker does not decompress, so the batch's base offset is returned.

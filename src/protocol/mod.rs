@@ -113,6 +113,7 @@ api_table! {
     AlterConfigs: AlterConfigsRequest => handlers::configs::alter_configs, advertise 0..=2;
     CreatePartitions: CreatePartitionsRequest => handlers::topics::create_partitions, advertise 0..=3;
     IncrementalAlterConfigs: IncrementalAlterConfigsRequest => handlers::configs::incremental_alter_configs, advertise 0..=1;
+    InitProducerId: InitProducerIdRequest => handlers::producer::init_producer_id, advertise 0..=5;
     DescribeCluster: DescribeClusterRequest => handlers::cluster::describe_cluster, advertise 0..=2;
 }
 
