@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::connection::read_frame;
+use crate::connection::{read_frame, FrameError};
 use crate::protocol;
 
 /// How long shutdown waits for in-flight requests before closing anyway.
@@ -112,6 +112,11 @@ async fn serve_connection(
         let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
+            // A peer vanishing mid-frame is routine; a malformed frame is not.
+            Err(FrameError::Io(e)) => {
+                tracing::debug!(%peer, error = %e, "connection lost");
+                break;
+            }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection: bad frame");
                 break;

@@ -627,7 +627,8 @@ fn describe(resource_type: i8, name: &str) -> DescribeConfigsRequest {
         .with_resources(vec![
             describe_configs_request::DescribeConfigsResource::default()
                 .with_resource_type(resource_type)
-                .with_resource_name(StrBytes::from_string(name.into())),
+                .with_resource_name(StrBytes::from_string(name.into()))
+                .with_configuration_keys(None),
         ])
 }
 

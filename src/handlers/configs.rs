@@ -138,11 +138,10 @@ pub async fn describe_configs(
             };
             match entries {
                 Ok(entries) => {
-                    // Null lists every key; so does an empty list (lenient).
+                    // Null lists every key; an empty list none (as Kafka).
                     let keys = res
                         .configuration_keys
                         .as_ref()
-                        .filter(|k| !k.is_empty())
                         .map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>());
                     out.configs = entries
                         .into_iter()

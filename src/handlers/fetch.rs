@@ -20,7 +20,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use crate::broker::RequestContext;
 use crate::handlers::topic_name;
 use crate::log::manager::Topic;
-use crate::log::{LogError, LogManager};
+use crate::log::LogError;
 use crate::protocol::HandlerResult;
 
 pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<FetchResponse> {
@@ -62,8 +62,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<Fe
             })
             .map(|p| p.subscribe())
             .collect();
-        let (responses, bytes, errored) =
-            build(&broker.logs, v, &topics, max_bytes, read_committed);
+        let (responses, bytes, errored) = build(v, &topics, max_bytes, read_committed);
         if bytes >= min_bytes
             || errored
             || req.max_wait_ms <= 0
@@ -84,7 +83,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<Fe
             }
         });
         if tokio::time::timeout_at(deadline, any_change).await.is_err() {
-            let (responses, _, _) = build(&broker.logs, v, &topics, max_bytes, read_committed);
+            let (responses, _, _) = build(v, &topics, max_bytes, read_committed);
             return Ok(Some(FetchResponse::default().with_responses(responses)));
         }
     }
@@ -93,7 +92,6 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<Fe
 /// Reads every requested partition once. Returns the response topics, the
 /// record bytes gathered, and whether any partition had an error.
 fn build(
-    _logs: &LogManager,
     v: i16,
     topics: &[(Option<Arc<Topic>>, &FetchTopic)],
     max_bytes: usize,

@@ -47,9 +47,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> HandlerResult
         Some(list) => {
             for rt in list {
                 // Clients naming a topic by id send a null (or empty) name.
-                let by_name = rt
-                    .name
-                    .filter(|n| !(n.0.is_empty() && !rt.topic_id.is_nil()));
+                let by_name = rt.name.filter(|n| !n.0.is_empty() || rt.topic_id.is_nil());
                 match by_name {
                     Some(name) => {
                         let name = name.0.to_string();
