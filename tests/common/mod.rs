@@ -80,6 +80,13 @@ pub struct Client {
 }
 
 impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            correlation: 0,
+        }
+    }
+
     /// Sends a typed request at `version` and decodes the typed response.
     pub async fn send<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
         self.try_send(version, req).await.expect("response")
