@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::group::GroupCoordinator;
+use crate::log::manager::INTERNAL_OFFSETS_LOG;
 use crate::log::LogManager;
 use crate::txn::ProducerIdAllocator;
 
@@ -12,6 +14,7 @@ pub struct Broker {
     pub config: Arc<Config>,
     pub logs: LogManager,
     pub producer_ids: ProducerIdAllocator,
+    pub groups: GroupCoordinator,
     /// The port clients reach us on (the bound port, not the configured one,
     /// so port 0 works in tests).
     pub port: u16,
@@ -24,6 +27,19 @@ pub struct Broker {
 impl Broker {
     pub fn open(config: Arc<Config>, bound: SocketAddr) -> std::io::Result<Broker> {
         let logs = LogManager::open(config.clone())?;
+        // Never deleted by retention: it holds the only copy of committed offsets.
+        let overrides = [
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", "104857600"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let groups = GroupCoordinator::open(
+            logs.open_internal(INTERNAL_OFFSETS_LOG, overrides)?,
+            config.group_config(),
+        )?;
         let producer_ids =
             ProducerIdAllocator::open(&std::path::Path::new(&config.data_dir).join("meta"))?;
         let listen_host = config
@@ -33,6 +49,7 @@ impl Broker {
             .unwrap_or_default();
         Ok(Broker {
             producer_ids,
+            groups,
             wildcard: bound.ip().is_unspecified(),
             port: bound.port(),
             listen_host,

@@ -67,6 +67,22 @@ pub struct Config {
     pub log_cleanup_policy: String,
     /// Upper bound of one Fetch response. Default `57671680`.
     pub fetch_max_bytes: i32,
+    /// Smallest session timeout a group member may ask for. Default `6000`;
+    /// lower it for fast failure detection in tests.
+    pub group_min_session_timeout_ms: i32,
+    /// Largest session timeout a group member may ask for. Default `1800000`.
+    pub group_max_session_timeout_ms: i32,
+    /// How long the first rebalance of an empty group waits for more
+    /// members. Default `0` (Kafka: 3000): a lone consumer starts at once,
+    /// and consumers joining together still settle in one rebalance because
+    /// the join waits for every member that was just handed an id.
+    pub group_initial_rebalance_delay_ms: i32,
+    /// Maximum members per group. Default `2147483647`.
+    pub group_max_size: i32,
+    /// Keep committed offsets of an empty group this long. Default `10080` (7 days).
+    pub offsets_retention_minutes: i64,
+    /// Largest offset commit metadata string. Default `4096`.
+    pub offset_metadata_max_bytes: i32,
 }
 
 impl Default for Config {
@@ -94,6 +110,12 @@ impl Default for Config {
             log_message_timestamp_type: "CreateTime".into(),
             log_cleanup_policy: "delete".into(),
             fetch_max_bytes: 57_671_680,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 0,
+            group_max_size: i32::MAX,
+            offsets_retention_minutes: 10_080,
+            offset_metadata_max_bytes: 4096,
         }
     }
 }
@@ -120,6 +142,18 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// The group coordinator's settings.
+    pub fn group_config(&self) -> crate::group::GroupConfig {
+        crate::group::GroupConfig {
+            min_session_timeout_ms: self.group_min_session_timeout_ms,
+            max_session_timeout_ms: self.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            max_group_size: self.group_max_size as usize,
+            offset_metadata_max_bytes: self.offset_metadata_max_bytes as usize,
+            offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+        }
+    }
+
     /// Reads and validates a TOML file; missing keys take their defaults.
     pub fn from_file(path: &str) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -216,6 +250,27 @@ impl Config {
         }
         if self.fetch_max_bytes < 0 {
             return Err(invalid("fetch-max-bytes", "must be >= 0"));
+        }
+        if self.group_min_session_timeout_ms < 1 {
+            return Err(invalid("group-min-session-timeout-ms", "must be >= 1"));
+        }
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
+            return Err(invalid(
+                "group-max-session-timeout-ms",
+                "must be >= group-min-session-timeout-ms",
+            ));
+        }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            return Err(invalid("group-initial-rebalance-delay-ms", "must be >= 0"));
+        }
+        if self.group_max_size < 1 {
+            return Err(invalid("group-max-size", "must be >= 1"));
+        }
+        if self.offsets_retention_minutes < 1 {
+            return Err(invalid("offsets-retention-minutes", "must be >= 1"));
+        }
+        if self.offset_metadata_max_bytes < 0 {
+            return Err(invalid("offset-metadata-max-bytes", "must be >= 0"));
         }
         Ok(())
     }

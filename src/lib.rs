@@ -13,6 +13,8 @@
 //! - [`handlers`]: one module per API family; thin: decode -> domain -> response.
 //! - [`log`]: the storage engine: LogManager -> Topic -> Partition -> Segment
 //!   with offset and time indexes, recovery, retention.
+//! - [`group`]: the consumer group coordinator (classic protocol), committed
+//!   offsets, and their internal log.
 //! - [`txn`]: producer id allocation and idempotent-producer sequence state.
 //! - [`broker`]: the shared state handlers see (config, logs, identity).
 //! - [`config`]: broker configuration (TOML, kebab-case, documented defaults).
@@ -20,6 +22,7 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod protocol;

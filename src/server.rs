@@ -22,8 +22,9 @@ use crate::protocol;
 
 /// How long shutdown waits for in-flight requests before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Tick of the maintenance task (time-based flushes; retention runs on its own interval).
-const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
+/// Tick of the maintenance task: group session and rebalance timeouts are
+/// checked this often; time-based flushes too (retention has its own interval).
+const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
 
 /// Serves Kafka clients on `listener` until `shutdown` completes, then shuts
 /// down gracefully. The binary and the integration tests both call this.

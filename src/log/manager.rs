@@ -35,6 +35,8 @@ use crate::log::partition::Partition;
 use crate::log::topic_config::{validate_override, TopicConfig};
 
 const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
+/// The group coordinator's internal log; a topic of this name is refused.
+pub const INTERNAL_OFFSETS_LOG: &str = "__consumer_offsets";
 const DELETED_SUFFIX: &str = ".deleted";
 
 /// Topic-level failures, each mapped to one Kafka error code.
@@ -157,6 +159,9 @@ pub struct LogManager {
     data_dir: PathBuf,
     topics: RwLock<IndexMap<String, Arc<Topic>>>,
     admin: Mutex<()>,
+    /// Broker-internal logs (the group coordinator's), not topics.
+    internal: Mutex<Vec<Arc<Partition>>>,
+    clean_start: bool,
     cluster_id: String,
     _lock: File,
 }
@@ -234,6 +239,8 @@ impl LogManager {
             data_dir,
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
+            internal: Mutex::new(Vec::new()),
+            clean_start: clean,
             cluster_id,
             _lock: lock,
         })
@@ -262,6 +269,29 @@ impl LogManager {
             .as_bytes(),
         )?;
         Ok(id)
+    }
+
+    /// Opens (or creates) a broker-internal log `<data-dir>/<name>-0`. It is
+    /// not a topic: Metadata never lists it. It is recovered like any
+    /// partition and closed at shutdown.
+    pub fn open_internal(
+        &self,
+        name: &str,
+        overrides: IndexMap<String, String>,
+    ) -> io::Result<Arc<Partition>> {
+        let tc = Arc::new(TopicConfig::resolve(&self.config, &overrides));
+        let p = Arc::new(Partition::open(
+            &self.data_dir,
+            name,
+            0,
+            tc,
+            !self.clean_start,
+        )?);
+        self.internal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(p.clone());
+        Ok(p)
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -323,7 +353,7 @@ impl LogManager {
         configs: &IndexMap<String, String>,
     ) -> Result<i32, TopicError> {
         validate_topic_name(name)?;
-        if self.topic(name).is_some() {
+        if self.topic(name).is_some() || name == INTERNAL_OFFSETS_LOG {
             return Err(TopicError::AlreadyExists(name.into()));
         }
         let partitions = if partitions == -1 {
@@ -523,8 +553,18 @@ impl LogManager {
     /// that lets the next start skip recovery.
     pub fn shutdown(&self) -> io::Result<()> {
         let mut first_err = None;
-        for topic in self.topics() {
-            for p in topic.partitions() {
+        let internal = self
+            .internal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let all = self
+            .topics()
+            .into_iter()
+            .flat_map(|t| t.partitions())
+            .chain(internal);
+        {
+            for p in all {
                 if let Err(e) = p.close() {
                     tracing::error!(partition = %format!("{}-{}", p.topic, p.index), error = %e, "close failed");
                     first_err.get_or_insert(e);

@@ -104,6 +104,15 @@ api_table! {
     Fetch: FetchRequest => handlers::fetch::handle, advertise 4..=18;
     ListOffsets: ListOffsetsRequest => handlers::offsets::list_offsets, advertise 1..=10;
     Metadata: MetadataRequest => handlers::metadata::handle, advertise 0..=13;
+    OffsetCommit: OffsetCommitRequest => handlers::groups::offset_commit, advertise 2..=9;
+    OffsetFetch: OffsetFetchRequest => handlers::groups::offset_fetch, advertise 1..=9;
+    FindCoordinator: FindCoordinatorRequest => handlers::groups::find_coordinator, advertise 0..=6;
+    JoinGroup: JoinGroupRequest => handlers::groups::join_group, advertise 0..=9;
+    Heartbeat: HeartbeatRequest => handlers::groups::heartbeat, advertise 0..=4;
+    LeaveGroup: LeaveGroupRequest => handlers::groups::leave_group, advertise 0..=5;
+    SyncGroup: SyncGroupRequest => handlers::groups::sync_group, advertise 0..=5;
+    DescribeGroups: DescribeGroupsRequest => handlers::groups::describe_groups, advertise 0..=6;
+    ListGroups: ListGroupsRequest => handlers::groups::list_groups, advertise 0..=5;
     ApiVersions: ApiVersionsRequest => handlers::api_versions::handle, advertise 0..=4;
     CreateTopics: CreateTopicsRequest => handlers::topics::create_topics, advertise 2..=7;
     DeleteTopics: DeleteTopicsRequest => handlers::topics::delete_topics, advertise 1..=6;
@@ -114,6 +123,8 @@ api_table! {
     CreatePartitions: CreatePartitionsRequest => handlers::topics::create_partitions, advertise 0..=3;
     IncrementalAlterConfigs: IncrementalAlterConfigsRequest => handlers::configs::incremental_alter_configs, advertise 0..=1;
     InitProducerId: InitProducerIdRequest => handlers::producer::init_producer_id, advertise 0..=5;
+    DeleteGroups: DeleteGroupsRequest => handlers::groups::delete_groups, advertise 0..=2;
+    OffsetDelete: OffsetDeleteRequest => handlers::groups::offset_delete, advertise 0..=0;
     DescribeCluster: DescribeClusterRequest => handlers::cluster::describe_cluster, advertise 0..=2;
 }
 

@@ -1,0 +1,578 @@
+//! The group coordinator (classic protocol): membership and rebalances
+//! ([`state`]), committed offsets, and their persistence ([`store`]).
+//!
+//! Locking: all groups live behind one tokio mutex. Every operation is
+//! short in-memory work plus, when something changed, one append to the
+//! internal log; the append happens under the lock so the log's order is the
+//! order of the changes. JoinGroup and SyncGroup requests that must wait for
+//! other members release the lock and await a oneshot channel.
+
+pub mod state;
+pub mod store;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use tokio::sync::{oneshot, Mutex};
+
+use crate::log::{now_ms, Partition};
+use state::{CommittedOffset, Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
+use store::{GroupSnapshot, StoreRecord};
+
+pub use state::GroupConfig;
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+/// One offset to commit.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+pub struct GroupCoordinator {
+    cfg: GroupConfig,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    groups: HashMap<String, Group>,
+    log: Arc<Partition>,
+}
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+impl Inner {
+    /// Appends records to the internal log; an error means the change is
+    /// not durable and must not be acknowledged.
+    async fn persist(&self, records: Vec<StoreRecord>) -> Result<(), i16> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let batch = store::encode_batch(&records, now_ms());
+        self.log
+            .append(&batch, now_ms())
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot persist group coordinator state");
+                code(ResponseError::CoordinatorNotAvailable)
+            })
+    }
+
+    /// Persists the group's metadata if it changed.
+    async fn persist_group(&mut self, group_id: &str) -> Result<(), i16> {
+        let record = match self.groups.get_mut(group_id) {
+            Some(g) if g.dirty => {
+                g.dirty = false;
+                StoreRecord::Group {
+                    group: group_id.into(),
+                    value: Some(GroupSnapshot::of(g)),
+                }
+            }
+            _ => return Ok(()),
+        };
+        self.persist(vec![record]).await
+    }
+}
+
+impl GroupCoordinator {
+    /// Replays the internal log into memory.
+    pub fn open(log: Arc<Partition>, cfg: GroupConfig) -> io::Result<GroupCoordinator> {
+        let now = now_ms();
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        let mut offset = log.offsets().log_start;
+        let end = log.offsets().high_watermark;
+        let (mut applied, mut skipped) = (0usize, 0usize);
+        while offset < end {
+            let read = log
+                .read(offset, 1 << 20, true)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            if read.records.is_empty() {
+                break;
+            }
+            let next = last_offset_in(&read.records).map(|o| o + 1).unwrap_or(end);
+            let (records, bad) = store::decode_batches(read.records);
+            skipped += bad;
+            for r in records {
+                applied += 1;
+                match r {
+                    StoreRecord::Offset {
+                        group,
+                        topic,
+                        partition,
+                        value,
+                    } => {
+                        let g = groups
+                            .entry(group.clone())
+                            .or_insert_with(|| Group::new(&group, now));
+                        match value {
+                            Some(v) => g.offsets.insert((topic, partition), v),
+                            None => g.offsets.remove(&(topic, partition)),
+                        };
+                    }
+                    StoreRecord::Group { group, value } => match value {
+                        Some(snapshot) => {
+                            let g = groups
+                                .entry(group.clone())
+                                .or_insert_with(|| Group::new(&group, now));
+                            snapshot.apply_to(g, now);
+                        }
+                        None => {
+                            groups.remove(&group);
+                        }
+                    },
+                }
+            }
+            offset = next.max(offset + 1);
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "undecodable records in the group coordinator log were ignored"
+            );
+        }
+        tracing::info!(
+            groups = groups.len(),
+            records = applied,
+            "group coordinator loaded"
+        );
+        Ok(GroupCoordinator {
+            cfg,
+            inner: Mutex::new(Inner { groups, log }),
+        })
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.cfg
+    }
+
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinOutcome {
+        let err = |code: i16| JoinOutcome {
+            error: code,
+            generation: -1,
+            member_id: req.member_id.clone(),
+            ..Default::default()
+        };
+        if group_id.is_empty() {
+            return err(code(ResponseError::InvalidGroupId));
+        }
+        if req.session_timeout_ms < self.cfg.min_session_timeout_ms
+            || req.session_timeout_ms > self.cfg.max_session_timeout_ms
+        {
+            return err(code(ResponseError::InvalidSessionTimeout));
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut inner = self.inner.lock().await;
+            let now = now_ms();
+            if !inner.groups.contains_key(group_id) {
+                if !req.member_id.is_empty() {
+                    return err(code(ResponseError::UnknownMemberId));
+                }
+                inner
+                    .groups
+                    .insert(group_id.into(), Group::new(group_id, now));
+            }
+            let req = req.clone();
+            inner
+                .groups
+                .get_mut(group_id)
+                .expect("present")
+                .join(req, tx, &self.cfg, now);
+            if let Err(c) = inner.persist_group(group_id).await {
+                return err(c);
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| err(code(ResponseError::CoordinatorNotAvailable)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncOutcome {
+        let err = |code: i16| SyncOutcome {
+            error: code,
+            ..Default::default()
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut inner = self.inner.lock().await;
+            let Some(g) = inner.groups.get_mut(group_id) else {
+                return err(code(ResponseError::UnknownMemberId));
+            };
+            g.sync(
+                member_id,
+                instance_id,
+                generation,
+                protocol_type,
+                protocol_name,
+                assignments,
+                tx,
+                now_ms(),
+            );
+            if let Err(c) = inner.persist_group(group_id).await {
+                return err(c);
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| err(code(ResponseError::CoordinatorNotAvailable)))
+    }
+
+    pub async fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        let mut inner = self.inner.lock().await;
+        match inner.groups.get_mut(group_id) {
+            None => code(ResponseError::UnknownMemberId),
+            Some(g) => g.heartbeat(member_id, instance_id, generation, now_ms()),
+        }
+    }
+
+    /// LeaveGroup: per member identity (member id, instance id) error codes,
+    /// or a group-level error.
+    pub async fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<i16>, i16> {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        let Some(g) = inner.groups.get_mut(group_id) else {
+            return Err(code(ResponseError::UnknownMemberId));
+        };
+        let codes = members
+            .iter()
+            .map(|(m, i)| g.leave(m, i.as_deref(), &self.cfg, now))
+            .collect();
+        inner.persist_group(group_id).await?;
+        Ok(codes)
+    }
+
+    /// OffsetCommit. Per-offset error codes, or one code for all.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<Vec<i16>, i16> {
+        if group_id.is_empty() {
+            return Err(code(ResponseError::InvalidGroupId));
+        }
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        if !inner.groups.contains_key(group_id) {
+            if generation >= 0 {
+                // A member of a generation the coordinator never saw.
+                return Err(code(ResponseError::IllegalGeneration));
+            }
+            inner
+                .groups
+                .insert(group_id.into(), Group::new(group_id, now));
+        }
+        let g = inner.groups.get(group_id).expect("present");
+        g.validate_commit(member_id, instance_id, generation)?;
+        let mut records = Vec::new();
+        let mut codes = Vec::with_capacity(offsets.len());
+        let mut accepted = Vec::new();
+        for o in offsets {
+            if o.metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes)
+            {
+                codes.push(code(ResponseError::OffsetMetadataTooLarge));
+                continue;
+            }
+            codes.push(0);
+            let value = CommittedOffset {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+                commit_timestamp_ms: now,
+            };
+            records.push(StoreRecord::Offset {
+                group: group_id.into(),
+                topic: o.topic.clone(),
+                partition: o.partition,
+                value: Some(value.clone()),
+            });
+            accepted.push(((o.topic, o.partition), value));
+        }
+        // Durable first, visible second: an acknowledged commit is on disk
+        // (page cache at least) before it is applied and answered.
+        inner.persist(records).await?;
+        let g = inner.groups.get_mut(group_id).expect("present");
+        g.offsets.extend(accepted);
+        Ok(codes)
+    }
+
+    /// OffsetFetch: committed offsets for the requested partitions (all of
+    /// the group's when `topics` is `None`); unknown ones come back `None`.
+    pub async fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+        let inner = self.inner.lock().await;
+        let group = inner.groups.get(group_id);
+        match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    let found = parts
+                        .into_iter()
+                        .map(|p| {
+                            (
+                                p,
+                                group.and_then(|g| g.offsets.get(&(t.clone(), p)).cloned()),
+                            )
+                        })
+                        .collect();
+                    (t, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: indexmap::IndexMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                    indexmap::IndexMap::new();
+                if let Some(g) = group {
+                    for ((t, p), o) in &g.offsets {
+                        by_topic
+                            .entry(t.clone())
+                            .or_default()
+                            .push((*p, Some(o.clone())));
+                    }
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// (group id, protocol type, state) of every group.
+    pub async fn list(&self) -> Vec<(String, String, &'static str)> {
+        let inner = self.inner.lock().await;
+        let mut out: Vec<_> = inner
+            .groups
+            .values()
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state.name(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub async fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let inner = self.inner.lock().await;
+        let g = inner.groups.get(group_id)?;
+        let proto = g.protocol_name.clone().unwrap_or_default();
+        Some(GroupDescription {
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol_name: if g.state == GroupState::Stable {
+                proto.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .values()
+                .map(|m| {
+                    (
+                        m.id.clone(),
+                        m.instance_id.clone(),
+                        m.client_id.clone(),
+                        m.client_host.clone(),
+                        m.metadata_for(&proto),
+                        m.assignment.clone(),
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// DeleteGroups: only empty groups; their offsets go too.
+    pub async fn delete_groups(&self, ids: &[String]) -> Vec<i16> {
+        let mut inner = self.inner.lock().await;
+        let mut codes = Vec::with_capacity(ids.len());
+        for id in ids {
+            let result = match inner.groups.get(id) {
+                None => Err(code(ResponseError::GroupIdNotFound)),
+                Some(g) if !g.is_empty() => Err(code(ResponseError::NonEmptyGroup)),
+                Some(g) => {
+                    let mut records: Vec<StoreRecord> = g
+                        .offsets
+                        .keys()
+                        .map(|(t, p)| StoreRecord::Offset {
+                            group: id.clone(),
+                            topic: t.clone(),
+                            partition: *p,
+                            value: None,
+                        })
+                        .collect();
+                    records.push(StoreRecord::Group {
+                        group: id.clone(),
+                        value: None,
+                    });
+                    inner.persist(records).await.map(|_| {
+                        inner.groups.remove(id);
+                    })
+                }
+            };
+            codes.push(result.err().unwrap_or(0));
+        }
+        codes
+    }
+
+    /// OffsetDelete: refused per partition while members subscribe to the topic.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        topics: Vec<(String, Vec<i32>)>,
+    ) -> Result<Vec<(String, Vec<(i32, i16)>)>, i16> {
+        let mut inner = self.inner.lock().await;
+        let Some(g) = inner.groups.get(group_id) else {
+            return Err(code(ResponseError::GroupIdNotFound));
+        };
+        let subscribed = if g.is_empty() {
+            Some(Vec::new())
+        } else {
+            g.subscribed_topics()
+        };
+        let Some(subscribed) = subscribed else {
+            // Members of a non-consumer protocol: Kafka refuses outright.
+            return Err(code(ResponseError::NonEmptyGroup));
+        };
+        let mut records = Vec::new();
+        let mut out = Vec::new();
+        for (t, parts) in topics {
+            let busy = subscribed.contains(&t);
+            let mut codes = Vec::new();
+            for p in parts {
+                if busy {
+                    codes.push((p, code(ResponseError::GroupSubscribedToTopic)));
+                } else {
+                    records.push(StoreRecord::Offset {
+                        group: group_id.into(),
+                        topic: t.clone(),
+                        partition: p,
+                        value: None,
+                    });
+                    codes.push((p, 0));
+                }
+            }
+            out.push((t, codes));
+        }
+        let deleted: Vec<(String, i32)> = records
+            .iter()
+            .filter_map(|r| match r {
+                StoreRecord::Offset {
+                    topic, partition, ..
+                } => Some((topic.clone(), *partition)),
+                _ => None,
+            })
+            .collect();
+        inner.persist(records).await?;
+        let g = inner.groups.get_mut(group_id).expect("present");
+        for k in deleted {
+            g.offsets.remove(&k);
+        }
+        Ok(out)
+    }
+
+    /// Session and rebalance timeouts, offset retention for empty groups.
+    pub async fn tick(&self) {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        let ids: Vec<String> = inner.groups.keys().cloned().collect();
+        let mut records = Vec::new();
+        let mut remove = Vec::new();
+        for id in ids {
+            let g = inner.groups.get_mut(&id).expect("present");
+            g.tick(&self.cfg, now);
+            if g.dirty {
+                g.dirty = false;
+                records.push(StoreRecord::Group {
+                    group: id.clone(),
+                    value: Some(GroupSnapshot::of(g)),
+                });
+            }
+            if g.state == GroupState::Empty {
+                let retention = self.cfg.offsets_retention_ms;
+                let since = g.empty_since_ms;
+                let expired: Vec<(String, i32)> = g
+                    .offsets
+                    .iter()
+                    .filter(|(_, o)| now - o.commit_timestamp_ms.max(since) >= retention)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in expired {
+                    g.offsets.remove(&k);
+                    records.push(StoreRecord::Offset {
+                        group: id.clone(),
+                        topic: k.0,
+                        partition: k.1,
+                        value: None,
+                    });
+                }
+                if g.offsets.is_empty() && now - since >= retention {
+                    remove.push(id.clone());
+                    records.push(StoreRecord::Group {
+                        group: id.clone(),
+                        value: None,
+                    });
+                }
+            }
+        }
+        for id in remove {
+            inner.groups.remove(&id);
+        }
+        let _ = inner.persist(records).await;
+    }
+}
+
+/// The last offset of the last whole batch in `records`.
+fn last_offset_in(records: &Bytes) -> Option<i64> {
+    use crate::log::batch::{BatchHeader, HEADER_LEN};
+    let mut pos = 0;
+    let mut last = None;
+    while pos + HEADER_LEN <= records.len() {
+        let h = BatchHeader::parse(&records[pos..])?;
+        last = Some(h.last_offset());
+        pos += h.total_len();
+    }
+    last
+}

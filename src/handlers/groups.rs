@@ -1,0 +1,563 @@
+//! Group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups,
+//! OffsetDelete. Thin: translate to and from the coordinator in `group/`.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::RequestContext;
+use crate::group::state::{CommittedOffset, JoinRequest};
+use crate::group::OffsetCommit;
+use crate::handlers::{str_bytes, topic_name};
+use crate::protocol::HandlerResult;
+
+fn opt_string(s: &Option<StrBytes>) -> Option<String> {
+    s.as_ref().map(|s| s.to_string())
+}
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+pub async fn find_coordinator(
+    ctx: &RequestContext,
+    req: FindCoordinatorRequest,
+) -> HandlerResult<FindCoordinatorResponse> {
+    let v = ctx.api_version;
+    let b = &ctx.broker;
+    let host = str_bytes(ctx.advertised_host());
+    // Key type 0 = group, 1 = transaction: this broker coordinates both.
+    let bad_type = !matches!(req.key_type, 0 | 1);
+    let error = if bad_type {
+        code(ResponseError::InvalidRequest)
+    } else {
+        0
+    };
+    let mut resp = FindCoordinatorResponse::default();
+    if v >= 4 {
+        resp.coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let mut c = Coordinator::default().with_key(key).with_error_code(error);
+                if error == 0 {
+                    c = c
+                        .with_node_id(BrokerId(b.node_id()))
+                        .with_host(host.clone())
+                        .with_port(b.port as i32);
+                } else {
+                    c = c.with_node_id(BrokerId(-1)).with_port(-1);
+                }
+                c
+            })
+            .collect();
+    } else if error == 0 {
+        resp.node_id = BrokerId(b.node_id());
+        resp.host = host;
+        resp.port = b.port as i32;
+    } else {
+        resp.error_code = error;
+        resp.node_id = BrokerId(-1);
+        resp.port = -1;
+    }
+    Ok(Some(resp))
+}
+
+pub async fn join_group(
+    ctx: &RequestContext,
+    req: JoinGroupRequest,
+) -> HandlerResult<JoinGroupResponse> {
+    let v = ctx.api_version;
+    let join = JoinRequest {
+        member_id: req.member_id.to_string(),
+        instance_id: if v >= 5 {
+            opt_string(&req.group_instance_id)
+        } else {
+            None
+        },
+        client_id: ctx.client_id.clone().unwrap_or_default(),
+        client_host: format!("/{}", ctx.peer_addr.ip()),
+        session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms: if v >= 1 {
+            req.rebalance_timeout_ms
+        } else {
+            req.session_timeout_ms
+        },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .into_iter()
+            .map(|p| (p.name.to_string(), p.metadata))
+            .collect(),
+        require_known_member_id: v >= 4,
+    };
+    let out = ctx.broker.groups.join(req.group_id.0.as_str(), join).await;
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(out.error)
+        .with_generation_id(out.generation)
+        .with_leader(str_bytes(out.leader))
+        .with_member_id(str_bytes(out.member_id))
+        .with_protocol_name(Some(str_bytes(out.protocol_name.unwrap_or_default())))
+        .with_members(
+            out.members
+                .into_iter()
+                .map(|(id, instance, metadata)| {
+                    let mut m = JoinGroupResponseMember::default()
+                        .with_member_id(str_bytes(id))
+                        .with_metadata(metadata);
+                    if v >= 5 {
+                        m.group_instance_id = instance.map(str_bytes);
+                    }
+                    m
+                })
+                .collect(),
+        );
+    if v >= 7 {
+        resp.protocol_type = out.protocol_type.map(str_bytes);
+        if resp.error_code != 0 {
+            resp.protocol_name = None;
+        }
+    }
+    if v >= 9 {
+        resp.skip_assignment = out.skip_assignment;
+    }
+    Ok(Some(resp))
+}
+
+pub async fn sync_group(
+    ctx: &RequestContext,
+    req: SyncGroupRequest,
+) -> HandlerResult<SyncGroupResponse> {
+    let v = ctx.api_version;
+    let instance = if v >= 3 {
+        opt_string(&req.group_instance_id)
+    } else {
+        None
+    };
+    let (pt, pn) = if v >= 5 {
+        (
+            opt_string(&req.protocol_type),
+            opt_string(&req.protocol_name),
+        )
+    } else {
+        (None, None)
+    };
+    let assignments = req
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.to_string(), a.assignment))
+        .collect();
+    let out = ctx
+        .broker
+        .groups
+        .sync(
+            req.group_id.0.as_str(),
+            req.member_id.as_str(),
+            instance.as_deref(),
+            req.generation_id,
+            pt.as_deref(),
+            pn.as_deref(),
+            assignments,
+        )
+        .await;
+    let mut resp = SyncGroupResponse::default()
+        .with_error_code(out.error)
+        .with_assignment(out.assignment);
+    if v >= 5 {
+        resp.protocol_type = out.protocol_type.map(str_bytes);
+        resp.protocol_name = out.protocol_name.map(str_bytes);
+    }
+    Ok(Some(resp))
+}
+
+pub async fn heartbeat(
+    ctx: &RequestContext,
+    req: HeartbeatRequest,
+) -> HandlerResult<HeartbeatResponse> {
+    let instance = if ctx.api_version >= 3 {
+        opt_string(&req.group_instance_id)
+    } else {
+        None
+    };
+    let err = ctx
+        .broker
+        .groups
+        .heartbeat(
+            req.group_id.0.as_str(),
+            req.member_id.as_str(),
+            instance.as_deref(),
+            req.generation_id,
+        )
+        .await;
+    Ok(Some(HeartbeatResponse::default().with_error_code(err)))
+}
+
+pub async fn leave_group(
+    ctx: &RequestContext,
+    req: LeaveGroupRequest,
+) -> HandlerResult<LeaveGroupResponse> {
+    let v = ctx.api_version;
+    let identities: Vec<(String, Option<String>)> = if v >= 3 {
+        req.members
+            .iter()
+            .map(|m| (m.member_id.to_string(), opt_string(&m.group_instance_id)))
+            .collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    let result = ctx
+        .broker
+        .groups
+        .leave(req.group_id.0.as_str(), &identities)
+        .await;
+    let mut resp = LeaveGroupResponse::default();
+    let codes = match result {
+        Ok(codes) => codes,
+        Err(c) if v < 3 => vec![c],
+        Err(c) => {
+            resp.error_code = c;
+            vec![c; identities.len()]
+        }
+    };
+    if v >= 3 {
+        resp.members = identities
+            .into_iter()
+            .zip(&codes)
+            .map(|((m, i), c)| {
+                MemberResponse::default()
+                    .with_member_id(str_bytes(m))
+                    .with_group_instance_id(i.map(str_bytes))
+                    .with_error_code(*c)
+            })
+            .collect();
+    } else {
+        resp.error_code = codes[0];
+    }
+    Ok(Some(resp))
+}
+
+pub async fn offset_commit(
+    ctx: &RequestContext,
+    req: OffsetCommitRequest,
+) -> HandlerResult<OffsetCommitResponse> {
+    let v = ctx.api_version;
+    let logs = &ctx.broker.logs;
+    // Partitions of unknown topics are answered here; the rest are committed.
+    let mut layout: Vec<(TopicName, Vec<(i32, Option<usize>)>)> = Vec::new();
+    let mut commits = Vec::new();
+    for t in &req.topics {
+        let topic = logs.topic(t.name.0.as_str());
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            if topic
+                .as_ref()
+                .and_then(|t| t.partition(p.partition_index))
+                .is_none()
+            {
+                parts.push((p.partition_index, None));
+                continue;
+            }
+            parts.push((p.partition_index, Some(commits.len())));
+            commits.push(OffsetCommit {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: if v >= 6 { p.committed_leader_epoch } else { -1 },
+                metadata: opt_string(&p.committed_metadata),
+            });
+        }
+        layout.push((t.name.clone(), parts));
+    }
+    let instance = if v >= 7 {
+        opt_string(&req.group_instance_id)
+    } else {
+        None
+    };
+    let result = if commits.is_empty() {
+        Ok(Vec::new())
+    } else {
+        ctx.broker
+            .groups
+            .commit(
+                req.group_id.0.as_str(),
+                req.member_id.as_str(),
+                instance.as_deref(),
+                req.generation_id_or_member_epoch,
+                commits,
+            )
+            .await
+    };
+    let topics = layout
+        .into_iter()
+        .map(|(name, parts)| {
+            let partitions = parts
+                .into_iter()
+                .map(|(index, slot)| {
+                    let err = match (slot, &result) {
+                        (None, _) => code(ResponseError::UnknownTopicOrPartition),
+                        (Some(i), Ok(codes)) => codes[i],
+                        (Some(_), Err(c)) => *c,
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(err)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    Ok(Some(OffsetCommitResponse::default().with_topics(topics)))
+}
+
+/// (offset, leader epoch, metadata) as OffsetFetch reports a partition.
+fn fetched(o: Option<CommittedOffset>) -> (i64, i32, String) {
+    match o {
+        Some(o) => (o.offset, o.leader_epoch, o.metadata.unwrap_or_default()),
+        None => (-1, -1, String::new()),
+    }
+}
+
+pub async fn offset_fetch(
+    ctx: &RequestContext,
+    req: OffsetFetchRequest,
+) -> HandlerResult<OffsetFetchResponse> {
+    let v = ctx.api_version;
+    let groups = &ctx.broker.groups;
+    let mut resp = OffsetFetchResponse::default();
+    if v >= 8 {
+        for g in req.groups {
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let found = groups.fetch_offsets(g.group_id.0.as_str(), topics).await;
+            let topics = found
+                .into_iter()
+                .map(|(t, parts)| {
+                    let partitions = parts
+                        .into_iter()
+                        .map(|(p, o)| {
+                            let (offset, epoch, meta) = fetched(o);
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(Some(str_bytes(meta)))
+                        })
+                        .collect();
+                    OffsetFetchResponseTopics::default()
+                        .with_name(topic_name(&t))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            resp.groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics),
+            );
+        }
+        return Ok(Some(resp));
+    }
+    let topics = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let found = groups.fetch_offsets(req.group_id.0.as_str(), topics).await;
+    resp.topics = found
+        .into_iter()
+        .map(|(t, parts)| {
+            let partitions = parts
+                .into_iter()
+                .map(|(p, o)| {
+                    let (offset, epoch, meta) = fetched(o);
+                    let mut r = OffsetFetchResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(offset)
+                        .with_metadata(Some(str_bytes(meta)));
+                    if v >= 5 {
+                        r.committed_leader_epoch = epoch;
+                    }
+                    r
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(topic_name(&t))
+                .with_partitions(partitions)
+        })
+        .collect();
+    Ok(Some(resp))
+}
+
+pub async fn list_groups(
+    ctx: &RequestContext,
+    req: ListGroupsRequest,
+) -> HandlerResult<ListGroupsResponse> {
+    let v = ctx.api_version;
+    let states: Vec<String> = if v >= 4 {
+        req.states_filter.iter().map(|s| s.to_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
+    let types: Vec<String> = if v >= 5 {
+        req.types_filter.iter().map(|s| s.to_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
+    let groups = ctx
+        .broker
+        .groups
+        .list()
+        .await
+        .into_iter()
+        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
+        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .map(|(id, protocol_type, state)| {
+            let mut g = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(id)))
+                .with_protocol_type(str_bytes(protocol_type));
+            if v >= 4 {
+                g.group_state = str_bytes(state);
+            }
+            if v >= 5 {
+                g.group_type = str_bytes("classic");
+            }
+            g
+        })
+        .collect();
+    Ok(Some(ListGroupsResponse::default().with_groups(groups)))
+}
+
+pub async fn describe_groups(
+    ctx: &RequestContext,
+    req: DescribeGroupsRequest,
+) -> HandlerResult<DescribeGroupsResponse> {
+    let v = ctx.api_version;
+    let mut out = Vec::with_capacity(req.groups.len());
+    for id in req.groups {
+        let mut g = DescribedGroup::default().with_group_id(id.clone());
+        match ctx.broker.groups.describe(id.0.as_str()).await {
+            None => {
+                g.group_state = str_bytes("Dead");
+                if v >= 6 {
+                    g.error_code = code(ResponseError::GroupIdNotFound);
+                    g.error_message = Some(str_bytes(format!("group {} not found", id.0.as_str())));
+                }
+            }
+            Some(d) => {
+                g.group_state = str_bytes(d.state);
+                g.protocol_type = str_bytes(d.protocol_type);
+                g.protocol_data = str_bytes(d.protocol_name);
+                g.members = d
+                    .members
+                    .into_iter()
+                    .map(|(mid, instance, client_id, host, metadata, assignment)| {
+                        let mut m = DescribedGroupMember::default()
+                            .with_member_id(str_bytes(mid))
+                            .with_client_id(str_bytes(client_id))
+                            .with_client_host(str_bytes(host))
+                            .with_member_metadata(metadata)
+                            .with_member_assignment(assignment);
+                        if v >= 4 {
+                            m.group_instance_id = instance.map(str_bytes);
+                        }
+                        m
+                    })
+                    .collect();
+            }
+        }
+        out.push(g);
+    }
+    Ok(Some(DescribeGroupsResponse::default().with_groups(out)))
+}
+
+pub async fn delete_groups(
+    ctx: &RequestContext,
+    req: DeleteGroupsRequest,
+) -> HandlerResult<DeleteGroupsResponse> {
+    let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
+    let codes = ctx.broker.groups.delete_groups(&ids).await;
+    let results = req
+        .groups_names
+        .into_iter()
+        .zip(codes)
+        .map(|(g, c)| {
+            DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(c)
+        })
+        .collect();
+    Ok(Some(DeleteGroupsResponse::default().with_results(results)))
+}
+
+pub async fn offset_delete(
+    ctx: &RequestContext,
+    req: OffsetDeleteRequest,
+) -> HandlerResult<OffsetDeleteResponse> {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.0.to_string(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    let mut resp = OffsetDeleteResponse::default();
+    match ctx
+        .broker
+        .groups
+        .delete_offsets(req.group_id.0.as_str(), topics)
+        .await
+    {
+        Err(c) => resp.error_code = c,
+        Ok(done) => {
+            resp.topics = done
+                .into_iter()
+                .map(|(t, parts)| {
+                    let known = ctx.broker.logs.topic(&t);
+                    OffsetDeleteResponseTopic::default()
+                        .with_name(topic_name(&t))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, c)| {
+                                    let c = if known.as_ref().and_then(|k| k.partition(p)).is_none()
+                                    {
+                                        code(ResponseError::UnknownTopicOrPartition)
+                                    } else {
+                                        c
+                                    };
+                                    OffsetDeleteResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(c)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+        }
+    }
+    Ok(Some(resp))
+}
