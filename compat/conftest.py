@@ -66,7 +66,11 @@ class Broker:
             self.log.close()
 
 
-def make_broker(tmp_path_factory, extra_config=""):
+# Groups with short session timeouts fail over quickly in tests.
+FAST_GROUPS = "group-min-session-timeout-ms = 500\n"
+
+
+def make_broker(tmp_path_factory, extra_config=FAST_GROUPS):
     base = tmp_path_factory.mktemp("weir")
     data = base / "data"
     data.mkdir()

@@ -152,6 +152,7 @@ async fn maintenance_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) 
         if retention {
             last_retention = tokio::time::Instant::now();
         }
+        broker.groups.tick().await;
         broker
             .logs
             .run_maintenance(crate::log::now_ms(), retention)

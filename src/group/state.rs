@@ -134,26 +134,16 @@ impl Member {
 
     /// A member restored from the log: alive as of `now`, with the chosen
     /// protocol's metadata only.
-    pub fn restored(
-        id: String,
-        instance_id: Option<String>,
-        client_id: String,
-        client_host: String,
-        session_timeout_ms: i32,
-        rebalance_timeout_ms: i32,
-        protocols: Vec<(String, Bytes)>,
-        assignment: Bytes,
-        now: i64,
-    ) -> Member {
+    pub fn restored(m: crate::group::store::MemberSnapshot, protocol: &str, now: i64) -> Member {
         Member {
-            id,
-            instance_id,
-            client_id,
-            client_host,
-            session_timeout_ms,
-            rebalance_timeout_ms,
-            protocols,
-            assignment,
+            id: m.id,
+            instance_id: m.instance_id,
+            client_id: m.client_id,
+            client_host: m.client_host,
+            session_timeout_ms: m.session_timeout_ms,
+            rebalance_timeout_ms: m.rebalance_timeout_ms,
+            protocols: vec![(protocol.to_string(), m.subscription)],
+            assignment: m.assignment,
             last_heartbeat_ms: now,
             join_waiter: None,
             sync_waiter: None,
@@ -1016,7 +1006,10 @@ mod tests {
         // `a` keeps heartbeating but never rejoins: the rebalance timeout
         // (5 s), not its session, evicts it.
         for t in (500..5000).step_by(500) {
-            assert_eq!(g.heartbeat(&a, None, 1, t), code(ResponseError::RebalanceInProgress));
+            assert_eq!(
+                g.heartbeat(&a, None, 1, t),
+                code(ResponseError::RebalanceInProgress)
+            );
             g.tick(&cfg(), t);
         }
         assert!(rb.try_recv().is_err());

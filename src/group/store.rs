@@ -95,19 +95,7 @@ impl GroupSnapshot {
         let members = self
             .members
             .into_iter()
-            .map(|m| {
-                Member::restored(
-                    m.id,
-                    m.instance_id,
-                    m.client_id,
-                    m.client_host,
-                    m.session_timeout_ms,
-                    m.rebalance_timeout_ms,
-                    vec![(proto.clone(), m.subscription)],
-                    m.assignment,
-                    now,
-                )
-            })
+            .map(|m| Member::restored(m, &proto, now))
             .collect();
         g.restore(
             self.generation,

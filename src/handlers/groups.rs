@@ -253,6 +253,10 @@ pub async fn leave_group(
     Ok(Some(resp))
 }
 
+/// A topic of an OffsetCommit: each partition with its slot among the
+/// commits sent to the coordinator (`None`: unknown partition).
+type TopicLayout = (TopicName, Vec<(i32, Option<usize>)>);
+
 pub async fn offset_commit(
     ctx: &RequestContext,
     req: OffsetCommitRequest,
@@ -260,7 +264,7 @@ pub async fn offset_commit(
     let v = ctx.api_version;
     let logs = &ctx.broker.logs;
     // Partitions of unknown topics are answered here; the rest are committed.
-    let mut layout: Vec<(TopicName, Vec<(i32, Option<usize>)>)> = Vec::new();
+    let mut layout: Vec<TopicLayout> = Vec::new();
     let mut commits = Vec::new();
     for t in &req.topics {
         let topic = logs.topic(t.name.0.as_str());
