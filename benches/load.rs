@@ -1,0 +1,440 @@
+//! Load benchmark: librdkafka (the rdkafka crate) against the release `weir`
+//! binary and, alternately, against librdkafka's in-process mock cluster,
+//! reporting Weir's throughput as a ratio of the mock's. Also: loopback TCP
+//! and disk baselines, consume rate, latency at fixed offered rates, broker
+//! CPU per GB, peak and idle RSS, start-up time.
+//!
+//! ```text
+//! cargo run --release --manifest-path benches/Cargo.toml --bin load -- [--quick] [--weir PATH]
+//! ```
+//!
+//! Absolute numbers on shared machines move a lot between runs; the ratios
+//! measured side by side are the figures to compare.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, TopicPartitionList};
+
+struct Opts {
+    quick: bool,
+    weir: String,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let weir = args
+        .windows(2)
+        .find(|w| w[0] == "--weir")
+        .map(|w| w[1].clone())
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/weir").to_string());
+    Opts { quick, weir }
+}
+
+/// A running broker process.
+struct Weir {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+    started_in: Duration,
+}
+
+impl Weir {
+    fn start(bin: &str, fsync: bool) -> Weir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = dir.path().join("weir.toml");
+        let mut text = String::from("group-min-session-timeout-ms = 500\n");
+        if fsync {
+            text.push_str("log-flush-interval-messages = 1\n");
+        }
+        std::fs::write(&cfg, text).unwrap();
+        let t0 = Instant::now();
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e} (build it with cargo build --release)"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.split_whitespace().nth(4).expect("readiness line").to_string();
+        TcpStream::connect(&addr).expect("accepting connections");
+        let started_in = t0.elapsed();
+        Weir { child, addr, _dir: dir, started_in }
+    }
+
+    fn proc_field(&self, file: &str, key: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/{file}", self.child.id())).unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.proc_field("status", "VmRSS:")
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        self.proc_field("status", "VmHWM:")
+    }
+
+    /// User + system CPU seconds so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        ticks / 100.0
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Counts deliveries and records the latency of each from the send time
+/// embedded in the first 8 bytes of its payload (nanoseconds since `origin`).
+struct Counter {
+    origin: Instant,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    latencies: Mutex<Vec<u64>>,
+    record_latency: bool,
+}
+
+impl ClientContext for Counter {}
+impl ProducerContext for Counter {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(m) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                if self.record_latency {
+                    if let Some(p) = m.payload() {
+                        let sent = u64::from_be_bytes(p[..8].try_into().unwrap());
+                        let now = self.origin.elapsed().as_nanos() as u64;
+                        self.latencies.lock().unwrap().push(now.saturating_sub(sent));
+                    }
+                }
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn producer(bootstrap: &str, acks: &str, record_latency: bool, linger_ms: &str) -> BaseProducer<Counter> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("linger.ms", linger_ms)
+        .set("enable.idempotence", "false")
+        .set("compression.type", "none")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create_with_context(Counter {
+            origin: Instant::now(),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            latencies: Mutex::new(Vec::new()),
+            record_latency,
+        })
+        .expect("producer")
+}
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    // Weir creates topics on Metadata; ask for it by producing nothing but
+    // a metadata request through a throwaway admin-less consumer.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("allow.auto.create.topics", "true")
+        .create()
+        .unwrap();
+    let _ = c.fetch_metadata(Some(topic), Duration::from_secs(5));
+    let _ = partitions;
+}
+
+/// Produces `count` records of `size` bytes round-robin over `partitions`;
+/// returns MB/s from first send to last acknowledgement.
+fn produce_run(bootstrap: &str, topic: &str, partitions: i32, size: usize, count: u64, acks: &str) -> f64 {
+    let p = producer(bootstrap, acks, false, "5");
+    let payload = vec![0x42u8; size];
+    let t0 = Instant::now();
+    for i in 0..count {
+        let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(&payload).partition((i % partitions as u64) as i32);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    p.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("produce failed: {e}"),
+            }
+        }
+    }
+    p.flush(Duration::from_secs(120)).expect("flush");
+    let secs = t0.elapsed().as_secs_f64();
+    let delivered = p.context().delivered.load(Ordering::Relaxed);
+    assert_eq!(delivered, count, "all records acknowledged ({} failed)", p.context().failed.load(Ordering::Relaxed));
+    (count * size as u64) as f64 / secs / 1e6
+}
+
+/// Consumes `count` records of `partitions` from offset 0; MB/s.
+fn consume_run(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> f64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let t0 = Instant::now();
+    while n < count && t0.elapsed() < Duration::from_secs(120) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            n += 1;
+            bytes += m.payload_len() as u64;
+        }
+    }
+    assert_eq!(n, count, "consumed everything");
+    bytes as f64 / t0.elapsed().as_secs_f64() / 1e6
+}
+
+/// Offers `rate` msgs/s of 1 KiB for `secs`, each sent at its scheduled
+/// time; latency is measured from the schedule, so a slow broker cannot hide
+/// behind a slowed-down sender. Returns (p50, p99, p99.9) in ms.
+fn latency_run(bootstrap: &str, topic: &str, rate: f64, secs: f64) -> (f64, f64, f64) {
+    let p = producer(bootstrap, "1", true, "0");
+    let origin = p.context().origin;
+    let total = (rate * secs) as u64;
+    let mut payload = vec![0u8; 1024];
+    for i in 0..total {
+        let due = Duration::from_secs_f64(i as f64 / rate);
+        while origin.elapsed() < due {
+            p.poll(Duration::ZERO);
+            let left = due.saturating_sub(origin.elapsed());
+            if left > Duration::from_micros(200) {
+                std::thread::sleep(left - Duration::from_micros(100));
+            }
+        }
+        payload[..8].copy_from_slice(&(due.as_nanos() as u64).to_be_bytes());
+        let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(&payload).partition(0);
+        while let Err((_, r)) = p.send(rec) {
+            rec = r;
+            p.poll(Duration::from_millis(1));
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+    let mut l = p.context().latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let pct = |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1e6;
+    (pct(0.50), pct(0.99), pct(0.999))
+}
+
+/// Plain socket copy over loopback: the ceiling for consume throughput. MB/s.
+fn loopback_bandwidth(total: usize) -> f64 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0;
+        while n < total {
+            n += s.read(&mut buf).unwrap();
+        }
+    });
+    let mut s = TcpStream::connect(addr).unwrap();
+    let chunk = vec![1u8; 1 << 20];
+    let t0 = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        s.write_all(&chunk).unwrap();
+        sent += chunk.len();
+    }
+    reader.join().unwrap();
+    total as f64 / t0.elapsed().as_secs_f64() / 1e6
+}
+
+/// Sequential writes with fdatasync every 1 MiB: the ceiling for
+/// fsync-before-ack produce. MB/s.
+fn disk_bandwidth(total: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let f = std::fs::File::create(dir.path().join("disk.bench")).unwrap();
+    let chunk = vec![3u8; 1 << 20];
+    let t0 = Instant::now();
+    let mut pos = 0u64;
+    while (pos as usize) < total {
+        f.write_all_at(&chunk, pos).unwrap();
+        f.sync_data().unwrap();
+        pos += chunk.len() as u64;
+    }
+    total as f64 / t0.elapsed().as_secs_f64() / 1e6
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let o = opts();
+    let scale = if o.quick { 20 } else { 1 };
+    let rounds = if o.quick { 1 } else { 3 };
+    println!("# Weir load benchmark ({} run)\n", if o.quick { "quick smoke" } else { "full" });
+
+    // Start-up and idle footprint.
+    let mut starts = Vec::new();
+    let mut idle = 0;
+    for _ in 0..5 {
+        let w = Weir::start(&o.weir, false);
+        starts.push(w.started_in.as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(300));
+        idle = w.rss_kib();
+    }
+    println!("start-up to accepting connections: {:.1} ms (median of 5, process spawn included); idle RSS {:.1} MiB\n", median(starts), idle as f64 / 1024.0);
+
+    let loopback = loopback_bandwidth((2usize << 30) / scale);
+    let disk = disk_bandwidth((256usize << 20) / scale);
+    println!("loopback TCP copy: {loopback:.0} MB/s; sequential write + fdatasync per MiB: {disk:.0} MB/s\n");
+
+    let mock = MockCluster::new(1).expect("mock cluster");
+    println!("| scenario | weir MB/s | mock MB/s | ratio |");
+    println!("|---|---|---|---|");
+    let scenarios: &[(&str, usize, i32, &str, bool)] = &[
+        ("produce 1 KiB, 1 partition, acks=1", 1024, 1, "1", false),
+        ("produce 100 B, 1 partition, acks=1", 100, 1, "1", false),
+        ("produce 1 KiB, 8 partitions, acks=1", 1024, 8, "1", false),
+        ("produce 100 B, 8 partitions, acks=1", 100, 8, "1", false),
+        ("produce 1 KiB, 1 partition, acks=all", 1024, 1, "all", false),
+        ("produce 1 KiB, 8 partitions, acks=all", 1024, 8, "all", false),
+        ("produce 1 KiB, 1 partition, acks=all, fsync before ack", 1024, 1, "all", true),
+        ("produce 100 B, 1 partition, acks=all, fsync before ack", 100, 1, "all", true),
+    ];
+    let mut cpu_line = String::new();
+    let mut consume_line = String::new();
+    let mut max_1k = 0.0f64;
+    let mut fsync_1k = 0.0f64;
+    for (i, (name, size, parts, acks, fsync)) in scenarios.iter().enumerate() {
+        let count = ((if *size >= 1024 { 1_000_000u64 } else { 4_000_000 }) / scale as u64).max(1000);
+        let (mut w_rates, mut m_rates) = (Vec::new(), Vec::new());
+        for r in 0..rounds {
+            // Alternate which side goes first.
+            let run_mock = |tag: String| {
+                mock.create_topic(&tag, *parts, 1).unwrap();
+                produce_run(&mock.bootstrap_servers(), &tag, *parts, *size, count, acks)
+            };
+            let run_weir = |tag: String, measure: bool| {
+                let w = Weir::start(&o.weir, *fsync);
+                create_topic(&w.addr, &tag, *parts);
+                let w_conf = w.addr.clone();
+                set_partitions(&w_conf, &tag, *parts);
+                let cpu0 = w.cpu_seconds();
+                let rate = produce_run(&w.addr, &tag, *parts, *size, count, acks);
+                let cpu = w.cpu_seconds() - cpu0;
+                let gb = (count * *size as u64) as f64 / 1e9;
+                let mut extra = String::new();
+                if measure {
+                    extra = format!(
+                        "broker CPU for produce 1 KiB acks=1: {:.2} CPU-s/GB; peak RSS {:.1} MiB",
+                        cpu / gb,
+                        w.peak_rss_kib() as f64 / 1024.0
+                    );
+                    let c = consume_run(&w.addr, &tag, *parts, count);
+                    extra.push_str(&format!(
+                        "\nconsume 1 KiB from offset 0 (page cache warm): {c:.0} MB/s = {:.2}x loopback TCP",
+                        c / loopback
+                    ));
+                }
+                (rate, extra)
+            };
+            let tag = format!("s{i}r{r}");
+            if r % 2 == 0 {
+                m_rates.push(run_mock(format!("{tag}m")));
+                let (rate, extra) = run_weir(format!("{tag}w"), i == 0 && r == 0);
+                w_rates.push(rate);
+                if !extra.is_empty() {
+                    let mut lines = extra.lines();
+                    cpu_line = lines.next().unwrap_or("").to_string();
+                    consume_line = lines.next().unwrap_or("").to_string();
+                }
+            } else {
+                let (rate, _) = run_weir(format!("{tag}w"), false);
+                w_rates.push(rate);
+                m_rates.push(run_mock(format!("{tag}m")));
+            }
+        }
+        let (w, m) = (median(w_rates), median(m_rates));
+        if i == 0 {
+            max_1k = w;
+        }
+        if i == 6 {
+            fsync_1k = w;
+        }
+        println!("| {name} | {w:.1} | {m:.1} | {:.2}x |", w / m);
+    }
+    println!("\n{cpu_line}\n{consume_line}");
+    println!("fsync before ack, 1 KiB: {fsync_1k:.1} MB/s = {:.2}x of sequential write + fdatasync per MiB\n", fsync_1k / disk);
+
+    // Latency at fixed offered rates (fractions of the measured maximum).
+    let max_rate = max_1k * 1e6 / 1024.0;
+    let secs = if o.quick { 1.0 } else { 5.0 };
+    println!("| offered rate (1 KiB, acks=1) | produce p50 ms | p99 ms | p99.9 ms |");
+    println!("|---|---|---|---|");
+    let w = Weir::start(&o.weir, false);
+    create_topic(&w.addr, "lat", 1);
+    for frac in [0.1, 0.5, 0.8] {
+        let rate = (max_rate * frac).max(100.0);
+        let (p50, p99, p999) = latency_run(&w.addr, "lat", rate, secs);
+        println!("| {:.0}% = {:.0} msg/s | {p50:.2} | {p99:.2} | {p999:.2} |", frac * 100.0, rate);
+    }
+}
+
+/// Weir auto-creates with the default partition count (1); grow the topic
+/// to `parts` through the admin API when more are wanted.
+fn set_partitions(bootstrap: &str, topic: &str, parts: i32) {
+    if parts <= 1 {
+        return;
+    }
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(admin.create_partitions(&[NewPartitions::new(topic, parts as usize)], &AdminOptions::new())).unwrap();
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(1)).unwrap();
+        if md.topics().first().map(|t| t.partitions().len()).unwrap_or(0) == parts as usize {
+            break;
+        }
+    }
+}

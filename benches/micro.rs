@@ -1,0 +1,137 @@
+//! Micro-benchmarks of the hot paths: batch validation (CRC-32C), append to
+//! a partition (with segment rolls), index lookup, reading a Fetch range,
+//! request decode and response encode. `cargo bench --manifest-path benches/Cargo.toml`.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use indexmap::IndexMap;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use weir::config::Config;
+use weir::log::batch::validate_produce_batch;
+use weir::log::index::OffsetIndex;
+use weir::log::topic_config::TopicConfig;
+use weir::log::Partition;
+
+/// An uncompressed batch of `count` records of `size` bytes each.
+fn batch(count: usize, size: usize) -> Bytes {
+    let value = Bytes::from(vec![0x5au8; size]);
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1 + i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: None,
+            value: Some(value.clone()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    buf.freeze()
+}
+
+fn topic_config(pairs: &[(&str, &str)]) -> Arc<TopicConfig> {
+    let o: IndexMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Arc::new(TopicConfig::resolve(&Config::default(), &o))
+}
+
+fn validate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("validate_batch");
+    for (name, b) in [("1KiB", batch(1, 1000)), ("16KiB", batch(16, 1000))] {
+        g.throughput(Throughput::Bytes(b.len() as u64));
+        g.bench_function(name, |bench| bench.iter(|| validate_produce_batch(black_box(&b), 1 << 20).unwrap()));
+    }
+    g.finish();
+}
+
+fn append(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut g = c.benchmark_group("append");
+    for (name, b) in [("1KiB", batch(1, 1000)), ("16KiB", batch(16, 1000))] {
+        let dir = tempfile::tempdir().unwrap();
+        // Small segments so rolls are part of what is measured.
+        let p = Partition::create(dir.path(), "bench", 0, topic_config(&[("segment.bytes", "16777216")])).unwrap();
+        g.throughput(Throughput::Bytes(b.len() as u64));
+        g.bench_function(name, |bench| bench.iter(|| rt.block_on(p.append(black_box(&b), 0)).unwrap()));
+    }
+    g.finish();
+}
+
+fn index_lookup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut idx = OffsetIndex::open(&dir.path().join("0.index"), 0, 10 << 20, false).unwrap();
+    for i in 0..1_000_000i64 {
+        idx.append(i * 4, (i * 4096) as u32);
+    }
+    let mut x = 12345u64;
+    c.bench_function("offset_index_lookup_1M_entries", |bench| {
+        bench.iter(|| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            black_box(idx.lookup((x % 4_000_000) as i64))
+        })
+    });
+}
+
+fn fetch_read(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = Partition::create(dir.path(), "bench", 0, topic_config(&[])).unwrap();
+    let b = batch(16, 1000);
+    for _ in 0..4096 {
+        rt.block_on(p.append(&b, 0)).unwrap();
+    }
+    let end = p.offsets().log_end;
+    let mut g = c.benchmark_group("fetch_read");
+    g.throughput(Throughput::Bytes(1 << 20));
+    let mut x = 1u64;
+    g.bench_function("1MiB_from_64MiB_log", |bench| {
+        bench.iter(|| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let offset = (x % (end as u64 - 2000)) as i64;
+            black_box(p.read(offset, 1 << 20, true).unwrap())
+        })
+    });
+    g.finish();
+}
+
+fn codec(c: &mut Criterion) {
+    let b = batch(16, 1000);
+    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![produce_request::TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("bench")))
+        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(b.clone()))])]);
+    let mut encoded = BytesMut::new();
+    req.encode(&mut encoded, 9).unwrap();
+    let encoded = encoded.freeze();
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Bytes(encoded.len() as u64));
+    g.bench_function("decode_produce_v9_16KiB", |bench| {
+        bench.iter_batched(|| encoded.clone(), |mut buf| ProduceRequest::decode(&mut buf, 9).unwrap(), BatchSize::SmallInput)
+    });
+    let records = Bytes::from(vec![7u8; 1 << 20]);
+    let resp = FetchResponse::default().with_responses(vec![fetch_response::FetchableTopicResponse::default()
+        .with_topic(TopicName(StrBytes::from_static_str("bench")))
+        .with_partitions(vec![fetch_response::PartitionData::default().with_records(Some(records))])]);
+    g.throughput(Throughput::Bytes(1 << 20));
+    g.bench_function("encode_fetch_v12_1MiB", |bench| {
+        bench.iter(|| {
+            let mut out = BytesMut::with_capacity((1 << 20) + 256);
+            resp.encode(&mut out, 12).unwrap();
+            black_box(out)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, validate, append, index_lookup, fetch_read, codec);
+criterion_main!(benches);
