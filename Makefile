@@ -2,18 +2,31 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint rust-test compat bench-smoke
+.PHONY: run test lint rust-test compat bench bench-smoke
 
 ## Run the broker on 127.0.0.1:9092 with data in ./data.
 run:
 	cargo run --release -- serve
 
-## Everything CI runs: lints, Rust unit + integration tests, real clients.
-test: lint rust-test compat
+## Everything CI runs: lints, Rust unit + integration tests, real clients,
+## and a tiny run of the load benchmark so it keeps working (pytest last:
+## its summary closes the output).
+test: lint rust-test bench-smoke compat
 
 lint:
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path benches/Cargo.toml -- --check
 	cargo clippy --locked --all-targets -- -D warnings
+
+## Micro-benchmarks (criterion) and the full load benchmark (docs/performance.md).
+bench:
+	cargo build --locked --release
+	cargo bench --locked --manifest-path benches/Cargo.toml
+	cargo run --locked --release --manifest-path benches/Cargo.toml --bin load
+
+bench-smoke:
+	cargo build --locked --release
+	cargo run --locked --release --manifest-path benches/Cargo.toml --bin load -- --quick
 
 rust-test:
 	cargo test --locked

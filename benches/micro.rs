@@ -9,7 +9,9 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use indexmap::IndexMap;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use weir::config::Config;
 use weir::log::batch::validate_produce_batch;
 use weir::log::index::OffsetIndex;
@@ -37,12 +39,23 @@ fn batch(count: usize, size: usize) -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
     buf.freeze()
 }
 
 fn topic_config(pairs: &[(&str, &str)]) -> Arc<TopicConfig> {
-    let o: IndexMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let o: IndexMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Arc::new(TopicConfig::resolve(&Config::default(), &o))
 }
 
@@ -50,20 +63,32 @@ fn validate(c: &mut Criterion) {
     let mut g = c.benchmark_group("validate_batch");
     for (name, b) in [("1KiB", batch(1, 1000)), ("16KiB", batch(16, 1000))] {
         g.throughput(Throughput::Bytes(b.len() as u64));
-        g.bench_function(name, |bench| bench.iter(|| validate_produce_batch(black_box(&b), 1 << 20).unwrap()));
+        g.bench_function(name, |bench| {
+            bench.iter(|| validate_produce_batch(black_box(&b), 1 << 20).unwrap())
+        });
     }
     g.finish();
 }
 
 fn append(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("append");
     for (name, b) in [("1KiB", batch(1, 1000)), ("16KiB", batch(16, 1000))] {
         let dir = tempfile::tempdir().unwrap();
         // Small segments so rolls are part of what is measured.
-        let p = Partition::create(dir.path(), "bench", 0, topic_config(&[("segment.bytes", "16777216")])).unwrap();
+        let p = Partition::create(
+            dir.path(),
+            "bench",
+            0,
+            topic_config(&[("segment.bytes", "16777216")]),
+        )
+        .unwrap();
         g.throughput(Throughput::Bytes(b.len() as u64));
-        g.bench_function(name, |bench| bench.iter(|| rt.block_on(p.append(black_box(&b), 0)).unwrap()));
+        g.bench_function(name, |bench| {
+            bench.iter(|| rt.block_on(p.append(black_box(&b), 0)).unwrap())
+        });
     }
     g.finish();
 }
@@ -77,14 +102,18 @@ fn index_lookup(c: &mut Criterion) {
     let mut x = 12345u64;
     c.bench_function("offset_index_lookup_1M_entries", |bench| {
         bench.iter(|| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             black_box(idx.lookup((x % 4_000_000) as i64))
         })
     });
 }
 
 fn fetch_read(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = Partition::create(dir.path(), "bench", 0, topic_config(&[])).unwrap();
     let b = batch(16, 1000);
@@ -107,21 +136,36 @@ fn fetch_read(c: &mut Criterion) {
 
 fn codec(c: &mut Criterion) {
     let b = batch(16, 1000);
-    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![produce_request::TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_static_str("bench")))
-        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(b.clone()))])]);
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("bench")))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(b.clone())),
+            ])]);
     let mut encoded = BytesMut::new();
     req.encode(&mut encoded, 9).unwrap();
     let encoded = encoded.freeze();
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Bytes(encoded.len() as u64));
     g.bench_function("decode_produce_v9_16KiB", |bench| {
-        bench.iter_batched(|| encoded.clone(), |mut buf| ProduceRequest::decode(&mut buf, 9).unwrap(), BatchSize::SmallInput)
+        bench.iter_batched(
+            || encoded.clone(),
+            |mut buf| ProduceRequest::decode(&mut buf, 9).unwrap(),
+            BatchSize::SmallInput,
+        )
     });
     let records = Bytes::from(vec![7u8; 1 << 20]);
-    let resp = FetchResponse::default().with_responses(vec![fetch_response::FetchableTopicResponse::default()
-        .with_topic(TopicName(StrBytes::from_static_str("bench")))
-        .with_partitions(vec![fetch_response::PartitionData::default().with_records(Some(records))])]);
+    let resp = FetchResponse::default().with_responses(vec![
+        fetch_response::FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("bench")))
+            .with_partitions(vec![
+                fetch_response::PartitionData::default().with_records(Some(records))
+            ]),
+    ]);
     g.throughput(Throughput::Bytes(1 << 20));
     g.bench_function("encode_fetch_v12_1MiB", |bench| {
         bench.iter(|| {

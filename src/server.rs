@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -97,6 +98,9 @@ async fn serve_connection(
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let max = broker.config.socket_request_max_bytes as usize;
+    // Reused across requests: see `read_frame` and `handle_frame`.
+    let mut read_buf = BytesMut::new();
+    let mut write_buf = BytesMut::new();
     let conn = protocol::Connection {
         broker,
         local_addr: local,
@@ -108,7 +112,7 @@ async fn serve_connection(
         let frame = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
-            frame = read_frame(&mut reader, max) => frame,
+            frame = read_frame(&mut reader, &mut read_buf, max) => frame,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -123,13 +127,18 @@ async fn serve_connection(
                 break;
             }
         };
-        match protocol::handle_frame(&conn, frame.freeze()).await {
-            Ok(Some(response)) => {
-                if writer.write_all(&response).await.is_err() {
+        write_buf.clear();
+        match protocol::handle_frame(&conn, frame, &mut write_buf).await {
+            Ok(true) => {
+                if writer.write_all(&write_buf).await.is_err() {
                     break;
                 }
+                // Do not keep a huge buffer alive after one large Fetch.
+                if write_buf.capacity() > 8 << 20 {
+                    write_buf = BytesMut::new();
+                }
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
                 break;

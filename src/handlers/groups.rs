@@ -2,6 +2,7 @@
 //! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups,
 //! OffsetDelete. Thin: translate to and from the coordinator in `group/`.
 
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -101,10 +102,12 @@ pub async fn join_group(
             req.session_timeout_ms
         },
         protocol_type: req.protocol_type.to_string(),
+        // Copied: a slice would pin the connection's whole read buffer for
+        // as long as the group remembers the member.
         protocols: req
             .protocols
             .into_iter()
-            .map(|p| (p.name.to_string(), p.metadata))
+            .map(|p| (p.name.to_string(), Bytes::copy_from_slice(&p.metadata)))
             .collect(),
         require_known_member_id: v >= 4,
     };
@@ -162,7 +165,12 @@ pub async fn sync_group(
     let assignments = req
         .assignments
         .into_iter()
-        .map(|a| (a.member_id.to_string(), a.assignment))
+        .map(|a| {
+            (
+                a.member_id.to_string(),
+                Bytes::copy_from_slice(&a.assignment),
+            )
+        })
         .collect();
     let out = ctx
         .broker

@@ -182,14 +182,16 @@ pub fn assign_offsets(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
-/// Applies `message.timestamp.type=LogAppendTime`: sets the timestamp-type
-/// attribute and maxTimestamp, then recomputes the CRC (both are inside it).
-pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
-    let attrs = be_i16(batch, 21) | ATTR_TIMESTAMP_TYPE;
-    batch[21..23].copy_from_slice(&attrs.to_be_bytes());
-    batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = compute_crc(batch);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+/// Applies `message.timestamp.type=LogAppendTime` to a batch held as its
+/// (patched copy of the) header and the untouched rest: sets the
+/// timestamp-type attribute and maxTimestamp, then recomputes the CRC (both
+/// are inside it) without copying the records.
+pub fn set_log_append_time(header: &mut [u8; HEADER_LEN], rest: &[u8], now_ms: i64) {
+    let attrs = be_i16(header, 21) | ATTR_TIMESTAMP_TYPE;
+    header[21..23].copy_from_slice(&attrs.to_be_bytes());
+    header[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), rest);
+    header[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Finds the first record in an uncompressed batch whose timestamp is at
@@ -356,8 +358,10 @@ pub(crate) mod tests {
 
     #[test]
     fn log_append_time_keeps_crc_valid() {
-        let mut b = make_batch(&[b"a"], 5);
-        set_log_append_time(&mut b, 99_999);
+        let mut b = make_batch(&[b"a", b"b"], 5);
+        let mut head: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
+        set_log_append_time(&mut head, &b[HEADER_LEN..], 99_999);
+        b[..HEADER_LEN].copy_from_slice(&head);
         let h = validate_produce_batch(&b, 1 << 20).unwrap();
         assert_eq!(h.max_timestamp, 99_999);
         assert_ne!(h.attributes & ATTR_TIMESTAMP_TYPE, 0);

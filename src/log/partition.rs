@@ -73,7 +73,7 @@ struct Log {
     /// Set after an I/O failure: the partition refuses reads and writes
     /// rather than serve a log whose state is unknown.
     offline: bool,
-    /// Reused for the patched copy of each appended batch.
+    /// Reused to assemble each appended batch (patched header + records).
     scratch: Vec<u8>,
     /// Idempotent producers' epochs and recent sequence ranges.
     producers: ProducerStateTable,
@@ -237,16 +237,18 @@ impl Partition {
         let config = log.config.clone();
         let header = batch::validate_produce_batch(batch, config.max_message_bytes)?;
         let base_offset = log.log_end_offset;
-        log.scratch.clear();
-        log.scratch.extend_from_slice(batch);
-        batch::assign_offsets(&mut log.scratch, base_offset, 0);
+        // The 61-byte header is patched on a copy; header and records are
+        // then assembled in the reused scratch buffer for a single write.
+        let mut head: [u8; HEADER_LEN] = batch[..HEADER_LEN].try_into().expect("validated length");
+        let rest = &batch[HEADER_LEN..];
+        batch::assign_offsets(&mut head, base_offset, 0);
         let log_append_time = if config.log_append_time {
-            batch::set_log_append_time(&mut log.scratch, now_ms);
+            batch::set_log_append_time(&mut head, rest, now_ms);
             now_ms
         } else {
             -1
         };
-        let header = BatchHeader::parse(&log.scratch[..HEADER_LEN]).unwrap_or(header);
+        let header = BatchHeader::parse(&head).unwrap_or(header);
         match log.producers.check(&header) {
             SequenceCheck::Append => {}
             SequenceCheck::Duplicate {
@@ -273,12 +275,15 @@ impl Partition {
                 })
             }
         }
-        if let Err(e) = log.maybe_roll(log.scratch.len(), now_ms) {
+        if let Err(e) = log.maybe_roll(batch.len(), now_ms) {
             log.offline = true;
             tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "segment roll failed; partition offline");
             return Err(e.into());
         }
         let interval = config.index_interval_bytes;
+        log.scratch.clear();
+        log.scratch.extend_from_slice(&head);
+        log.scratch.extend_from_slice(rest);
         let Log {
             segments, scratch, ..
         } = log;
@@ -541,8 +546,8 @@ impl Log {
             oldest_unflushed_ms: None,
             config,
             offline: false,
-            scratch: Vec::new(),
             producers: ProducerStateTable::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -596,7 +601,19 @@ impl Log {
             return Ok(()); // already empty at this offset
         }
         active.close_for_appends()?;
-        self.unflushed_files.push(active.log_file());
+        let file = active.log_file();
+        if self.config.fsync_before_ack() {
+            // The next group commit fsyncs it before acknowledging anything.
+            self.unflushed_files.push(file);
+        } else {
+            // As Kafka does, flush a rolled segment in the background, so
+            // recovery after a power failure only needs the active segment.
+            std::thread::spawn(move || {
+                if let Err(e) = file.sync_data() {
+                    tracing::warn!(error = %e, "background fsync of a rolled segment failed");
+                }
+            });
+        }
         let seg = Segment::create(&self.dir, base, self.config.segment_index_bytes)?;
         self.segments.insert(base, seg);
         Ok(())

@@ -82,15 +82,15 @@ macro_rules! api_table {
             },
         )*];
 
-        async fn dispatch(ctx: &RequestContext, key: ApiKey, correlation_id: i32, body: &mut Bytes) -> Result<Option<BytesMut>, ProtocolError> {
+        async fn dispatch(ctx: &RequestContext, key: ApiKey, correlation_id: i32, body: &mut Bytes, out: &mut BytesMut) -> Result<bool, ProtocolError> {
             let version = ctx.api_version;
             match key {
                 $(ApiKey::$key => {
                     let req = <$req as Decodable>::decode(body, version)
                         .map_err(|source| ProtocolError::Malformed { what: stringify!($req), source })?;
                     match $handler(ctx, req).await? {
-                        Some(resp) => encode_response(key, version, correlation_id, &resp).map(Some),
-                        None => Ok(None),
+                        Some(resp) => encode_response(key, version, correlation_id, &resp, out).map(|_| true),
+                        None => Ok(false),
                     }
                 })*
                 other => Err(ProtocolError::UnknownApi(other as i16)),
@@ -136,12 +136,13 @@ fn be_i16(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([b[at], b[at + 1]])
 }
 
-/// Handles one request frame. `Ok(None)`: no response is due (acks=0).
-/// `Err`: close the connection.
+/// Handles one request frame, writing the framed response into `out`.
+/// `Ok(false)`: no response is due (acks=0). `Err`: close the connection.
 pub async fn handle_frame(
     conn: &Connection,
     frame: Bytes,
-) -> Result<Option<BytesMut>, ProtocolError> {
+    out: &mut BytesMut,
+) -> Result<bool, ProtocolError> {
     if frame.len() < 8 {
         return Err(ProtocolError::ShortFrame(frame.len()));
     }
@@ -155,7 +156,8 @@ pub async fn handle_frame(
     if version < api.served.min || version > api.served.max {
         if key == ApiKey::ApiVersions && version > api.served.max {
             // A newer client than us: answer in v0 so it can downgrade.
-            return Ok(Some(unsupported_api_versions(correlation_id)));
+            unsupported_api_versions(correlation_id, out);
+            return Ok(true);
         }
         return Err(ProtocolError::UnsupportedVersion {
             key,
@@ -185,18 +187,19 @@ pub async fn handle_frame(
         let resp = handlers::api_versions::handle(&ctx, req)
             .await?
             .expect("always answers");
-        return encode_response(key, version, correlation_id, &resp).map(Some);
+        return encode_response(key, version, correlation_id, &resp, out).map(|_| true);
     }
-    dispatch(&ctx, key, correlation_id, &mut body).await
+    dispatch(&ctx, key, correlation_id, &mut body, out).await
 }
 
-/// Frames a response: size, header (version from the API key), body.
+/// Frames a response into `buf`: size, header (version from the API key), body.
 pub fn encode_response<R: Encodable + HeaderVersion>(
     key: ApiKey,
     version: i16,
     correlation_id: i32,
     resp: &R,
-) -> Result<BytesMut, ProtocolError> {
+    buf: &mut BytesMut,
+) -> Result<(), ProtocolError> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = key.response_header_version(version);
     let err = |source| ProtocolError::Encode {
@@ -206,16 +209,16 @@ pub fn encode_response<R: Encodable + HeaderVersion>(
     };
     let size = header.compute_size(header_version).map_err(err)?
         + resp.compute_size(version).map_err(err)?;
-    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.reserve(4 + size);
     buf.put_i32(size as i32);
-    header.encode(&mut buf, header_version).map_err(err)?;
-    resp.encode(&mut buf, version).map_err(err)?;
-    Ok(buf)
+    header.encode(buf, header_version).map_err(err)?;
+    resp.encode(buf, version).map_err(err)?;
+    Ok(())
 }
 
 /// ApiVersions v0 body with UNSUPPORTED_VERSION and our ranges, built by
 /// hand because the header and body versions differ from the request's.
-fn unsupported_api_versions(correlation_id: i32) -> BytesMut {
+fn unsupported_api_versions(correlation_id: i32, out: &mut BytesMut) {
     let mut body = BytesMut::new();
     body.put_i32(correlation_id);
     body.put_i16(kafka_protocol::ResponseError::UnsupportedVersion.code());
@@ -225,10 +228,8 @@ fn unsupported_api_versions(correlation_id: i32) -> BytesMut {
         body.put_i16(api.advertised.min);
         body.put_i16(api.advertised.max);
     }
-    let mut out = BytesMut::with_capacity(4 + body.len());
     out.put_i32(body.len() as i32);
     out.extend_from_slice(&body);
-    out
 }
 
 #[cfg(test)]
