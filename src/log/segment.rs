@@ -485,8 +485,7 @@ mod tests {
         let mut b = make_batch(values, ts);
         batch::assign_offsets(&mut b, offset, 0);
         let h = BatchHeader::parse(&b).unwrap();
-        seg.append(&h, &b[..HEADER_LEN], &b[HEADER_LEN..], 64, 0)
-            .unwrap();
+        seg.append(&h, &b, 64, 0).unwrap();
     }
 
     #[test]
