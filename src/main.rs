@@ -96,24 +96,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
         let broker = Arc::new(Broker::open(config.clone(), addr)?);
+        let shutdown = shutdown_signal()?;
         // The one stable readiness line scripts wait for.
         println!(
             "weir ready: listening on {addr} (data dir {})",
             config.data_dir
         );
-        weir::run(listener, broker, shutdown_signal()).await?;
+        weir::run(listener, broker, shutdown).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     drop(ephemeral);
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now (before readiness is announced,
+/// so a signal sent right after the readiness line is never fatal) and
+/// returns the future that completes on either signal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

@@ -194,14 +194,9 @@ impl OffsetIndex {
         self.inner.entries.checked_sub(1).map(|i| self.entry(i))
     }
 
-    /// Drops every entry at or past `position` (after a log truncation).
-    pub fn truncate_to_position(&mut self, position: u32) {
-        while let Some((_, p)) = self.last() {
-            if p < position {
-                break;
-            }
-            self.inner.entries -= 1;
-        }
+    /// Drops every entry (before a rebuild from the log).
+    pub fn clear(&mut self) {
+        self.inner.entries = 0;
     }
 
     pub fn trim(&mut self) -> io::Result<()> {
@@ -279,14 +274,9 @@ impl TimeIndex {
         }
     }
 
-    /// Drops entries for offsets `>= offset` (after a log truncation).
-    pub fn truncate_to_offset(&mut self, offset: i64) {
-        while let Some((_, o)) = self.last() {
-            if o < offset {
-                break;
-            }
-            self.inner.entries -= 1;
-        }
+    /// Drops every entry (before a rebuild from the log).
+    pub fn clear(&mut self) {
+        self.inner.entries = 0;
     }
 
     pub fn trim(&mut self) -> io::Result<()> {

@@ -180,8 +180,8 @@ impl Segment {
     /// rebuilds both indexes.
     fn recover(&mut self, index_interval_bytes: u64) -> io::Result<RecoveryReport> {
         let file_len = self.log.metadata()?.len();
-        self.offset_index.truncate_to_position(0);
-        self.time_index.truncate_to_offset(self.base_offset);
+        self.offset_index.clear();
+        self.time_index.clear();
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = self.base_offset;
