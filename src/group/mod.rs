@@ -19,7 +19,9 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::{oneshot, Mutex};
 
 use crate::log::{now_ms, Partition};
-use state::{CommittedOffset, Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome};
+use state::{
+    CommittedOffset, Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome, SyncRequest,
+};
 use store::{GroupSnapshot, StoreRecord};
 
 pub use state::GroupConfig;
@@ -204,17 +206,7 @@ impl GroupCoordinator {
             .unwrap_or_else(|_| err(code(ResponseError::CoordinatorNotAvailable)))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn sync(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-    ) -> SyncOutcome {
+    pub async fn sync(&self, group_id: &str, req: SyncRequest) -> SyncOutcome {
         let err = |code: i16| SyncOutcome {
             error: code,
             ..Default::default()
@@ -225,16 +217,7 @@ impl GroupCoordinator {
             let Some(g) = inner.groups.get_mut(group_id) else {
                 return err(code(ResponseError::UnknownMemberId));
             };
-            g.sync(
-                member_id,
-                instance_id,
-                generation,
-                protocol_type,
-                protocol_name,
-                assignments,
-                tx,
-                now_ms(),
-            );
+            g.sync(req, tx, now_ms());
             if let Err(c) = inner.persist_group(group_id).await {
                 return err(c);
             }

@@ -94,6 +94,18 @@ pub struct SyncOutcome {
     pub assignment: Bytes,
 }
 
+/// A SyncGroup from one member; the leader's carries the assignments.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequest {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub generation: i32,
+    /// v5+: checked against the group's when present.
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct JoinRequest {
     pub member_id: String,
@@ -629,18 +641,17 @@ impl Group {
     }
 
     /// SyncGroup. The outcome is sent on `tx`, now or when the leader syncs.
-    #[allow(clippy::too_many_arguments)]
-    pub fn sync(
-        &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-        tx: oneshot::Sender<SyncOutcome>,
-        now: i64,
-    ) {
+    pub fn sync(&mut self, req: SyncRequest, tx: oneshot::Sender<SyncOutcome>, now: i64) {
+        let SyncRequest {
+            member_id,
+            instance_id,
+            generation,
+            protocol_type,
+            protocol_name,
+            assignments,
+        } = req;
+        let (member_id, instance_id) = (member_id.as_str(), instance_id.as_deref());
+        let (protocol_type, protocol_name) = (protocol_type.as_deref(), protocol_name.as_deref());
         let fail = |tx: oneshot::Sender<SyncOutcome>, e: ResponseError| {
             let _ = tx.send(SyncOutcome {
                 error: code(e),
@@ -929,7 +940,13 @@ mod tests {
         now: i64,
     ) -> oneshot::Receiver<SyncOutcome> {
         let (tx, rx) = oneshot::channel();
-        g.sync(id, None, gen, None, None, assign, tx, now);
+        let req = SyncRequest {
+            member_id: id.into(),
+            generation: gen,
+            assignments: assign,
+            ..Default::default()
+        };
+        g.sync(req, tx, now);
         rx
     }
 

@@ -24,7 +24,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::RequestContext;
-use crate::group::state::{CommittedOffset, JoinRequest};
+use crate::group::state::{CommittedOffset, JoinRequest, SyncRequest};
 use crate::group::OffsetCommit;
 use crate::handlers::{str_bytes, topic_name};
 use crate::protocol::HandlerResult;
@@ -149,12 +149,7 @@ pub async fn sync_group(
     req: SyncGroupRequest,
 ) -> HandlerResult<SyncGroupResponse> {
     let v = ctx.api_version;
-    let instance = if v >= 3 {
-        opt_string(&req.group_instance_id)
-    } else {
-        None
-    };
-    let (pt, pn) = if v >= 5 {
+    let (protocol_type, protocol_name) = if v >= 5 {
         (
             opt_string(&req.protocol_type),
             opt_string(&req.protocol_name),
@@ -162,29 +157,28 @@ pub async fn sync_group(
     } else {
         (None, None)
     };
-    let assignments = req
-        .assignments
-        .into_iter()
-        .map(|a| {
-            (
-                a.member_id.to_string(),
-                Bytes::copy_from_slice(&a.assignment),
-            )
-        })
-        .collect();
-    let out = ctx
-        .broker
-        .groups
-        .sync(
-            req.group_id.0.as_str(),
-            req.member_id.as_str(),
-            instance.as_deref(),
-            req.generation_id,
-            pt.as_deref(),
-            pn.as_deref(),
-            assignments,
-        )
-        .await;
+    let sync = SyncRequest {
+        member_id: req.member_id.to_string(),
+        instance_id: if v >= 3 {
+            opt_string(&req.group_instance_id)
+        } else {
+            None
+        },
+        generation: req.generation_id,
+        protocol_type,
+        protocol_name,
+        assignments: req
+            .assignments
+            .into_iter()
+            .map(|a| {
+                (
+                    a.member_id.to_string(),
+                    Bytes::copy_from_slice(&a.assignment),
+                )
+            })
+            .collect(),
+    };
+    let out = ctx.broker.groups.sync(req.group_id.0.as_str(), sync).await;
     let mut resp = SyncGroupResponse::default()
         .with_error_code(out.error)
         .with_assignment(out.assignment);
