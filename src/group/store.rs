@@ -1,7 +1,7 @@
 //! Persistence of committed offsets and group metadata in an internal log
 //! (`<data-dir>/__consumer_offsets-0`), replayed at start-up.
 //!
-//! Each record's key and value use this layout (big-endian; strings are i16
+//! Each record's key and value use this layout (big-endian; strings are i32
 //! length + UTF-8, -1 = null; bytes are i32 length + bytes):
 //!
 //! ```text
@@ -110,9 +110,11 @@ impl GroupSnapshot {
 
 fn put_str(b: &mut BytesMut, s: Option<&str>) {
     match s {
-        None => b.put_i16(-1),
+        None => b.put_i32(-1),
         Some(s) => {
-            b.put_i16(s.len() as i16);
+            // i32, not i16: group ids and metadata come from clients and
+            // may exceed 32 KiB (the frame limit bounds them).
+            b.put_i32(s.len() as i32);
             b.put_slice(s.as_bytes());
         }
     }
@@ -128,8 +130,8 @@ fn need(b: &Bytes, n: usize) -> Option<()> {
 }
 
 fn get_str(b: &mut Bytes) -> Option<Option<String>> {
-    need(b, 2)?;
-    let len = b.get_i16();
+    need(b, 4)?;
+    let len = b.get_i32();
     if len < 0 {
         return Some(None);
     }
@@ -355,8 +357,9 @@ mod tests {
                     commit_timestamp_ms: 7,
                 }),
             },
+            // Client-supplied strings may exceed 32 KiB.
             StoreRecord::Offset {
-                group: "g".into(),
+                group: "g".repeat(40_000),
                 topic: "t".into(),
                 partition: 4,
                 value: None,
