@@ -498,8 +498,12 @@ impl GroupCoordinator {
 
     /// Session and rebalance timeouts, offset retention for empty groups.
     pub async fn tick(&self) {
+        self.tick_at(now_ms()).await
+    }
+
+    /// `tick` at a given time (tests drive it with a controlled clock).
+    pub async fn tick_at(&self, now: i64) {
         let mut inner = self.inner.lock().await;
-        let now = now_ms();
         let ids: Vec<String> = inner.groups.keys().cloned().collect();
         let mut records = Vec::new();
         let mut remove = Vec::new();
@@ -558,4 +562,93 @@ fn last_offset_in(records: &Bytes) -> Option<i64> {
         pos += h.total_len();
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::log::topic_config::TopicConfig;
+
+    fn coordinator(dir: &std::path::Path, fresh: bool) -> GroupCoordinator {
+        let tc = Arc::new(TopicConfig::resolve(
+            &Config::default(),
+            &Default::default(),
+        ));
+        let log = if fresh {
+            Partition::create(dir, "__consumer_offsets", 0, tc).unwrap()
+        } else {
+            Partition::open(dir, "__consumer_offsets", 0, tc, true).unwrap()
+        };
+        let cfg = GroupConfig {
+            offsets_retention_ms: 60_000,
+            ..Config::default().group_config()
+        };
+        GroupCoordinator::open(Arc::new(log), cfg).unwrap()
+    }
+
+    fn offset(topic: &str, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            topic: topic.into(),
+            partition: 0,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn offsets_of_empty_groups_expire_and_stay_expired_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = coordinator(dir.path(), true);
+        assert_eq!(
+            c.commit("old", "", None, -1, vec![offset("t", 5)]).await,
+            Ok(vec![0])
+        );
+        assert_eq!(
+            c.commit("other", "", None, -1, vec![offset("t", 7)]).await,
+            Ok(vec![0])
+        );
+        let now = now_ms();
+        // Within retention nothing expires.
+        c.tick_at(now + 30_000).await;
+        assert_eq!(c.fetch_offsets("old", None).await.len(), 1);
+        // Past retention: offsets and the empty group are gone, durably.
+        c.tick_at(now + 61_000).await;
+        assert!(c.fetch_offsets("old", None).await.is_empty());
+        assert!(c.list().await.is_empty());
+        drop(c);
+        let c = coordinator(dir.path(), false);
+        assert!(c.fetch_offsets("old", None).await.is_empty());
+        assert!(c.describe("other").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn replay_restores_offsets_and_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = coordinator(dir.path(), true);
+        c.commit("g", "", None, -1, vec![offset("t", 3), offset("u", 9)])
+            .await
+            .unwrap();
+        c.commit("g", "", None, -1, vec![offset("t", 4)])
+            .await
+            .unwrap();
+        assert_eq!(
+            c.delete_offsets("g", vec![("u".into(), vec![0])])
+                .await
+                .map(|r| r[0].1[0].1),
+            Ok(0)
+        );
+        drop(c);
+        let c = coordinator(dir.path(), false);
+        let found = c.fetch_offsets("g", None).await;
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (
+                found[0].0.as_str(),
+                found[0].1[0].1.as_ref().map(|o| o.offset)
+            ),
+            ("t", Some(4))
+        );
+    }
 }
