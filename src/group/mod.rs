@@ -54,6 +54,36 @@ pub struct GroupCoordinator {
 struct Inner {
     groups: HashMap<String, Group>,
     log: Arc<Partition>,
+    /// Recent FindCoordinator lookups per group id (ms timestamps).
+    lookups: HashMap<String, Vec<i64>>,
+}
+
+/// How long a FindCoordinator lookup counts as a consumer about to join.
+/// Consumers started together look the group up within a few ms of each
+/// other; only the first rebalance of an empty group waits for them, and
+/// only while more lookups than joiners were seen.
+const JOIN_ANNOUNCE_WINDOW_MS: i64 = 250;
+
+impl Inner {
+    /// Tells `group_id`'s group how many consumers announced themselves.
+    fn apply_lookups(&mut self, group_id: &str, now: i64) {
+        let (count, until) = match self.lookups.get_mut(group_id) {
+            Some(times) => {
+                times.retain(|t| now - t < JOIN_ANNOUNCE_WINDOW_MS);
+                (
+                    times.len(),
+                    times
+                        .first()
+                        .map(|t| t + JOIN_ANNOUNCE_WINDOW_MS)
+                        .unwrap_or(0),
+                )
+            }
+            None => (0, 0),
+        };
+        if let Some(g) = self.groups.get_mut(group_id) {
+            g.expect_joiners(count, until);
+        }
+    }
 }
 
 fn code(e: ResponseError) -> i16 {
@@ -157,12 +187,27 @@ impl GroupCoordinator {
         );
         Ok(GroupCoordinator {
             cfg,
-            inner: Mutex::new(Inner { groups, log }),
+            inner: Mutex::new(Inner {
+                groups,
+                log,
+                lookups: HashMap::new(),
+            }),
         })
     }
 
     pub fn config(&self) -> &GroupConfig {
         &self.cfg
+    }
+
+    /// Records a FindCoordinator lookup of a group: a consumer about to join.
+    pub async fn note_lookup(&self, group_id: &str) {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        inner
+            .lookups
+            .entry(group_id.to_string())
+            .or_default()
+            .push(now);
     }
 
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinOutcome {
@@ -193,6 +238,7 @@ impl GroupCoordinator {
                     .insert(group_id.into(), Group::new(group_id, now));
             }
             let req = req.clone();
+            inner.apply_lookups(group_id, now);
             inner
                 .groups
                 .get_mut(group_id)
@@ -507,7 +553,13 @@ impl GroupCoordinator {
         let ids: Vec<String> = inner.groups.keys().cloned().collect();
         let mut records = Vec::new();
         let mut remove = Vec::new();
+        inner.lookups.retain(|_, times| {
+            times
+                .last()
+                .is_some_and(|t| now - t < JOIN_ANNOUNCE_WINDOW_MS)
+        });
         for id in ids {
+            inner.apply_lookups(&id, now);
             let g = inner.groups.get_mut(&id).expect("present");
             g.tick(&self.cfg, now);
             if g.dirty {

@@ -188,6 +188,12 @@ pub struct Group {
     rebalance_deadline_ms: i64,
     /// Earliest completion of the current join phase (initial delay).
     complete_not_before_ms: i64,
+    /// The current join phase started from Empty (the group's first members).
+    joining_from_empty: bool,
+    /// Recent FindCoordinator lookups of this group, and until when they
+    /// count (see [`Group::expect_joiners`]).
+    recent_lookups: usize,
+    expect_until_ms: i64,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// When the group last became Empty (for offset retention).
     pub empty_since_ms: i64,
@@ -213,6 +219,9 @@ impl Group {
             static_members: HashMap::new(),
             rebalance_deadline_ms: 0,
             complete_not_before_ms: 0,
+            joining_from_empty: false,
+            recent_lookups: 0,
+            expect_until_ms: 0,
             offsets: BTreeMap::new(),
             empty_since_ms: now,
             dirty: false,
@@ -546,16 +555,35 @@ impl Group {
                 }
             }
         }
+        self.joining_from_empty = self.state == GroupState::Empty;
         self.state = GroupState::PreparingRebalance;
         self.rebalance_deadline_ms = now + timeout_ms;
         self.complete_not_before_ms = now + delay_ms;
     }
 
+    /// Tells the group how many FindCoordinator lookups of it were seen
+    /// recently (the first step of every join) and until when they count.
+    /// A client looks its group up at most about twice before joining
+    /// (librdkafka: once per connection), so more than two lookups per
+    /// joined or pending member means another consumer is on its way.
+    pub fn expect_joiners(&mut self, lookups: usize, until_ms: i64) {
+        self.recent_lookups = lookups;
+        self.expect_until_ms = until_ms;
+    }
+
     /// Completes the join phase once every member (and every member that
-    /// was just handed an id) has joined: no waiting beyond that.
+    /// was just handed an id) has joined: no fixed delay. Only the first
+    /// rebalance of an empty group also waits, briefly, for consumers that
+    /// have just looked the group up and whose JoinGroup is in flight, so
+    /// consumers started together settle in one generation; a lone consumer
+    /// never waits.
     fn maybe_complete_join(&mut self, now: i64) {
+        let announced_missing = self.joining_from_empty
+            && self.recent_lookups > 2 * (self.members.len() + self.pending.len())
+            && now < self.expect_until_ms;
         if self.state == GroupState::PreparingRebalance
             && self.pending.is_empty()
+            && !announced_missing
             && now >= self.complete_not_before_ms
             && self.members.values().all(|m| m.join_waiter.is_some())
         {
@@ -820,7 +848,6 @@ impl Group {
 
     /// Expires sessions, pending members and rebalance deadlines.
     pub fn tick(&mut self, cfg: &GroupConfig, now: i64) {
-        let before = self.pending.len();
         self.pending.retain(|_, deadline| *deadline > now);
         let expired: Vec<String> = self
             .members
@@ -836,7 +863,9 @@ impl Group {
         if self.state == GroupState::PreparingRebalance {
             if now >= self.rebalance_deadline_ms {
                 self.complete_join(now);
-            } else if before != self.pending.len() || now >= self.complete_not_before_ms {
+            } else {
+                // Pending members expired, the initial delay or the wait for
+                // announced joiners ended: maybe everyone is in now.
                 self.maybe_complete_join(now);
             }
         }
@@ -1004,6 +1033,51 @@ mod tests {
             ra.members.len() + rb.members.len(),
             2,
             "only the leader gets the member list"
+        );
+    }
+
+    #[test]
+    fn first_join_waits_briefly_for_announced_consumers_only() {
+        // Three consumers looked the group up; the first to join waits for
+        // the others instead of completing alone.
+        let mut g = Group::new("g", 0);
+        g.expect_joiners(6, 250);
+        let a = new_member_id(&mut g, 0);
+        let mut ra = join(&mut g, req(&a, "range", b"m"), 1);
+        assert!(ra.try_recv().is_err());
+        let b = new_member_id(&mut g, 5);
+        let mut rb = join(&mut g, req(&b, "range", b"m"), 6);
+        assert!(rb.try_recv().is_err());
+        let c = new_member_id(&mut g, 8);
+        let rc = join(&mut g, req(&c, "range", b"m"), 9).try_recv().unwrap();
+        assert_eq!(
+            (
+                ra.try_recv().unwrap().generation,
+                rb.try_recv().unwrap().generation,
+                rc.generation
+            ),
+            (1, 1, 1)
+        );
+        // An announced consumer that never joins delays the others only
+        // until the announcement window ends.
+        let mut g = Group::new("h", 0);
+        g.expect_joiners(4, 250);
+        let a = new_member_id(&mut g, 0);
+        let mut ra = join(&mut g, req(&a, "range", b"m"), 1);
+        g.tick(&cfg(), 100);
+        assert!(ra.try_recv().is_err());
+        g.tick(&cfg(), 250);
+        assert_eq!(ra.try_recv().unwrap().generation, 1);
+        // A lone consumer (its own one or two lookups) never waits.
+        let mut g = Group::new("i", 0);
+        g.expect_joiners(2, 250);
+        let a = new_member_id(&mut g, 0);
+        assert_eq!(
+            join(&mut g, req(&a, "range", b"m"), 1)
+                .try_recv()
+                .unwrap()
+                .generation,
+            1
         );
     }
 

@@ -46,6 +46,19 @@ pub async fn find_coordinator(
     let host = str_bytes(ctx.advertised_host());
     // Key type 0 = group, 1 = transaction: this broker coordinates both.
     let bad_type = !matches!(req.key_type, 0 | 1);
+    if req.key_type == 0 {
+        // A consumer looks its group up right before joining: the group
+        // coordinator uses this to let consumers started together settle
+        // in one rebalance.
+        let keys: Vec<&StrBytes> = if v >= 4 {
+            req.coordinator_keys.iter().collect()
+        } else {
+            vec![&req.key]
+        };
+        for key in keys {
+            b.groups.note_lookup(key.as_str()).await;
+        }
+    }
     let error = if bad_type {
         code(ResponseError::InvalidRequest)
     } else {
