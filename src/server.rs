@@ -127,25 +127,56 @@ async fn serve_connection(
                 break;
             }
         };
-        write_buf.clear();
-        match protocol::handle_frame(&conn, frame, &mut write_buf).await {
-            Ok(true) => {
-                if writer.write_all(&write_buf).await.is_err() {
-                    break;
-                }
-                // Do not keep a huge buffer alive after one large Fetch.
-                if write_buf.capacity() > 8 << 20 {
-                    write_buf = BytesMut::new();
-                }
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection");
-                break;
-            }
+        // Requests that may wait (Fetch long polls, JoinGroup, SyncGroup)
+        // must not hold back responses already computed.
+        if may_wait(&frame) && !flush(&mut writer, &mut write_buf).await {
+            break;
+        }
+        let mark = write_buf.len();
+        if let Err(e) = protocol::handle_frame(&conn, frame, &mut write_buf).await {
+            // Drop whatever a failed encode left behind; earlier responses stay.
+            write_buf.truncate(mark);
+            tracing::warn!(%peer, error = %e, "closing connection");
+            break;
+        }
+        // Pipelined requests already buffered are answered first and their
+        // responses written together: one write syscall instead of many.
+        if (!frame_buffered(reader.buffer()) || write_buf.len() >= 1 << 20)
+            && !flush(&mut writer, &mut write_buf).await
+        {
+            break;
         }
     }
+    // Responses of requests handled before a close are still delivered.
+    let _ = flush(&mut writer, &mut write_buf).await;
     let _ = writer.shutdown().await;
+}
+
+/// Writes and clears the pending responses; false if the peer is gone.
+async fn flush(writer: &mut tokio::net::tcp::OwnedWriteHalf, buf: &mut BytesMut) -> bool {
+    if buf.is_empty() {
+        return true;
+    }
+    let ok = writer.write_all(buf).await.is_ok();
+    buf.clear();
+    // Do not keep a huge buffer alive after one large Fetch.
+    if buf.capacity() > 8 << 20 {
+        *buf = BytesMut::new();
+    }
+    ok
+}
+
+/// Whether `buf` starts with a whole request frame.
+fn frame_buffered(buf: &[u8]) -> bool {
+    buf.len() >= 4 && {
+        let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        len >= 0 && buf.len() - 4 >= len as usize
+    }
+}
+
+/// Fetch (1), JoinGroup (11) and SyncGroup (14) can be parked for a while.
+fn may_wait(frame: &[u8]) -> bool {
+    frame.len() >= 2 && matches!(i16::from_be_bytes([frame[0], frame[1]]), 1 | 11 | 14)
 }
 
 async fn maintenance_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {

@@ -889,3 +889,29 @@ async fn data_survives_restart_and_crash() {
     assert_eq!(c.produce(9, "t", 0, batch(&[b"after"], 0)).await.1, 60);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    c.create_topic("t", 1, &[]).await;
+    // Five requests in one write, including an acks=0 produce (no answer).
+    let mut all = BytesMut::new();
+    all.extend_from_slice(&c.encode(3, &ApiVersionsRequest::default()));
+    all.extend_from_slice(&c.encode(9, &produce_request("t", 0, batch(&[b"a"], 0), 1)));
+    all.extend_from_slice(&c.encode(9, &produce_request("t", 0, batch(&[b"b"], 0), 0)));
+    all.extend_from_slice(&c.encode(9, &produce_request("t", 0, batch(&[b"c"], 0), -1)));
+    all.extend_from_slice(&c.encode(12, &MetadataRequest::default().with_topics(None)));
+    c.send_raw(&all).await;
+    let mut correlations = Vec::new();
+    for _ in 0..4 {
+        let frame = c.read_frame().await.expect("response");
+        correlations.push(i32::from_be_bytes(frame[..4].try_into().unwrap()));
+    }
+    // Correlation ids 2..=6 were used; 4 (acks=0) gets no response.
+    assert_eq!(correlations, vec![2, 3, 5, 6]);
+    let p = c.fetch(11, "t", 0, 0, 1 << 20).await;
+    assert_eq!(decode_records(&p.records).len(), 3);
+    b.stop().await;
+}
