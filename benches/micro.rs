@@ -9,11 +9,8 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use indexmap::IndexMap;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use weir::config::Config;
-use weir::log::batch::validate_produce_batch;
+use weir::log::batch::{encode_uncompressed, validate_produce_batch, PlainRecord};
 use weir::log::index::OffsetIndex;
 use weir::log::topic_config::TopicConfig;
 use weir::log::Partition;
@@ -21,34 +18,14 @@ use weir::log::Partition;
 /// An uncompressed batch of `count` records of `size` bytes each.
 fn batch(count: usize, size: usize) -> Bytes {
     let value = Bytes::from(vec![0x5au8; size]);
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1 + i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
+    let records: Vec<PlainRecord> = (0..count)
+        .map(|i| PlainRecord {
             key: None,
             value: Some(value.clone()),
-            headers: Default::default(),
+            timestamp: 1_700_000_000_000 + i as i64,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_uncompressed(&records, None)
 }
 
 fn topic_config(pairs: &[(&str, &str)]) -> Arc<TopicConfig> {

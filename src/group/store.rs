@@ -19,9 +19,9 @@
 //! the same durability as produced data.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::log::batch::{encode_uncompressed, PlainRecord};
 
 use crate::group::state::{CommittedOffset, Group, Member};
 
@@ -284,39 +284,18 @@ impl StoreRecord {
 
 /// Encodes records as one uncompressed v2 batch for the internal log.
 pub fn encode_batch(records: &[StoreRecord], now_ms: i64) -> Bytes {
-    let recs: Vec<Record> = records
+    let plain: Vec<PlainRecord> = records
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
+        .map(|r| {
             let (key, value) = r.encode();
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1 + i as i32,
-                timestamp: now_ms,
+            PlainRecord {
                 key: Some(key),
                 value,
-                headers: Default::default(),
+                timestamp: now_ms,
             }
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &recs,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("uncompressed batches always encode");
-    buf.freeze()
+    encode_uncompressed(&plain, None)
 }
 
 /// Decodes every record of a run of batches read back from the log.

@@ -194,6 +194,62 @@ pub fn set_log_append_time(header: &mut [u8; HEADER_LEN], rest: &[u8], now_ms: i
     header[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// One record for [`encode_uncompressed`].
+#[derive(Debug, Clone, Default)]
+pub struct PlainRecord {
+    pub key: Option<bytes::Bytes>,
+    pub value: Option<bytes::Bytes>,
+    pub timestamp: i64,
+}
+
+/// Idempotent-producer fields of a batch: producer id, epoch, base sequence.
+pub type ProducerFields = (i64, i16, i32);
+
+/// Encodes records as ONE uncompressed v2 batch with relative offsets 0..n.
+/// For the broker's own internal log, tests and benchmarks; the produce
+/// path never encodes records.
+pub fn encode_uncompressed(
+    records: &[PlainRecord],
+    producer: Option<ProducerFields>,
+) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let (producer_id, epoch, base_seq) = producer.unwrap_or((-1, -1, -1));
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch only while
+            // offset - sequence is constant: -1 + i without a producer.
+            sequence: base_seq.wrapping_add(i as i32),
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &recs,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("uncompressed batches always encode");
+    buf.freeze()
+}
+
 /// Finds the first record in an uncompressed batch whose timestamp is at
 /// least `target`, returning its offset and timestamp. `None` for compressed
 /// batches (the broker never decompresses) or a malformed record section.

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use weir::log::batch::{encode_uncompressed, PlainRecord};
 use weir::{Broker, Config};
 
 pub struct TestBroker {
@@ -242,38 +241,17 @@ pub fn batch(values: &[&[u8]], ts: i64) -> Bytes {
 }
 
 pub fn batch_with(values: &[&[u8]], ts: i64, producer_id: i64, epoch: i16, base_seq: i32) -> Bytes {
-    let records: Vec<Record> = values
+    let records: Vec<PlainRecord> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder groups records into one batch only while
-            // offset - sequence is constant, so -1 + i for no producer.
-            sequence: base_seq.wrapping_add(i as i32),
-            timestamp: ts + i as i64,
+        .map(|(i, v)| PlainRecord {
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
+            timestamp: ts + i as i64,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    let producer = (producer_id >= 0).then_some((producer_id, epoch, base_seq));
+    encode_uncompressed(&records, producer)
 }
 
 /// Decodes every record of a Fetch `records` blob: (offset, value).
