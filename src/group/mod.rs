@@ -505,36 +505,33 @@ impl GroupCoordinator {
             // Members of a non-consumer protocol: Kafka refuses outright.
             return Err(code(ResponseError::NonEmptyGroup));
         };
-        let mut records = Vec::new();
+        let mut deleted: Vec<(String, i32)> = Vec::new();
         let mut out = Vec::new();
         for (t, parts) in topics {
             let busy = subscribed.contains(&t);
-            let mut codes = Vec::new();
-            for p in parts {
-                if busy {
-                    codes.push((p, code(ResponseError::GroupSubscribedToTopic)));
-                } else {
-                    records.push(StoreRecord::Offset {
-                        group: group_id.into(),
-                        topic: t.clone(),
-                        partition: p,
-                        value: None,
-                    });
-                    codes.push((p, 0));
-                }
-            }
+            let codes = parts
+                .into_iter()
+                .map(|p| {
+                    if busy {
+                        (p, code(ResponseError::GroupSubscribedToTopic))
+                    } else {
+                        deleted.push((t.clone(), p));
+                        (p, 0)
+                    }
+                })
+                .collect();
             out.push((t, codes));
         }
-        let deleted: Vec<(String, i32)> = records
+        let tombstones = deleted
             .iter()
-            .filter_map(|r| match r {
-                StoreRecord::Offset {
-                    topic, partition, ..
-                } => Some((topic.clone(), *partition)),
-                _ => None,
+            .map(|(topic, partition)| StoreRecord::Offset {
+                group: group_id.into(),
+                topic: topic.clone(),
+                partition: *partition,
+                value: None,
             })
             .collect();
-        inner.persist(records).await?;
+        inner.persist(tombstones).await?;
         let g = inner.groups.get_mut(group_id).expect("present");
         for k in deleted {
             g.offsets.remove(&k);
