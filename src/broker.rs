@@ -6,15 +6,16 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::group::GroupCoordinator;
-use crate::log::manager::INTERNAL_OFFSETS_LOG;
+use crate::log::manager::{INTERNAL_OFFSETS_LOG, INTERNAL_TXN_LOG};
 use crate::log::LogManager;
-use crate::txn::ProducerIdAllocator;
+use crate::txn::{Participants, ProducerIdAllocator, TxnCoordinator};
 
 pub struct Broker {
     pub config: Arc<Config>,
     pub logs: LogManager,
     pub producer_ids: ProducerIdAllocator,
     pub groups: GroupCoordinator,
+    pub txns: TxnCoordinator,
     /// The port clients reach us on (the bound port, not the configured one,
     /// so port 0 works in tests).
     pub port: u16,
@@ -27,8 +28,9 @@ pub struct Broker {
 impl Broker {
     pub fn open(config: Arc<Config>, bound: SocketAddr) -> std::io::Result<Broker> {
         let logs = LogManager::open(config.clone())?;
-        // Never deleted by retention: it holds the only copy of committed offsets.
-        let overrides = [
+        // Never deleted by retention: they hold the only copy of committed
+        // offsets and transaction state.
+        let overrides: indexmap::IndexMap<String, String> = [
             ("retention.ms", "-1"),
             ("retention.bytes", "-1"),
             ("segment.bytes", "104857600"),
@@ -37,8 +39,13 @@ impl Broker {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let groups = GroupCoordinator::open(
-            logs.open_internal(INTERNAL_OFFSETS_LOG, overrides)?,
+            logs.open_internal(INTERNAL_OFFSETS_LOG, overrides.clone())?,
             config.group_config(),
+        )?;
+        let txns = TxnCoordinator::open(
+            logs.open_internal(INTERNAL_TXN_LOG, overrides)?,
+            &logs,
+            config.txn_config(),
         )?;
         let producer_ids =
             ProducerIdAllocator::open(&std::path::Path::new(&config.data_dir).join("meta"))?;
@@ -50,12 +57,22 @@ impl Broker {
         Ok(Broker {
             producer_ids,
             groups,
+            txns,
             wildcard: bound.ip().is_unspecified(),
             port: bound.port(),
             listen_host,
             logs,
             config,
         })
+    }
+
+    /// What the transaction coordinator writes markers into.
+    pub fn participants(&self) -> Participants<'_> {
+        Participants {
+            logs: &self.logs,
+            groups: &self.groups,
+            producer_ids: &self.producer_ids,
+        }
     }
 
     pub fn node_id(&self) -> i32 {

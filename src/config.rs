@@ -83,6 +83,15 @@ pub struct Config {
     pub offsets_retention_minutes: i64,
     /// Largest offset commit metadata string. Default `4096`.
     pub offset_metadata_max_bytes: i32,
+    /// Largest `transaction.timeout.ms` a transactional producer may ask
+    /// for (INVALID_TRANSACTION_TIMEOUT above it). Default `900000`.
+    pub transaction_max_timeout_ms: i64,
+    /// Forget a transactional id with no open transaction after this long.
+    /// Default `604800000` (7 days).
+    pub transactional_id_expiration_ms: i64,
+    /// Forget an idle producer's sequence state in a partition this long
+    /// after its last batch's timestamp. Default `86400000` (1 day).
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for Config {
@@ -116,6 +125,9 @@ impl Default for Config {
             group_max_size: i32::MAX,
             offsets_retention_minutes: 10_080,
             offset_metadata_max_bytes: 4096,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 604_800_000,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -151,6 +163,14 @@ impl Config {
             max_group_size: self.group_max_size as usize,
             offset_metadata_max_bytes: self.offset_metadata_max_bytes as usize,
             offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+        }
+    }
+
+    /// The transaction coordinator's settings.
+    pub fn txn_config(&self) -> crate::txn::TxnConfig {
+        crate::txn::TxnConfig {
+            max_timeout_ms: self.transaction_max_timeout_ms,
+            id_expiration_ms: self.transactional_id_expiration_ms,
         }
     }
 
@@ -271,6 +291,15 @@ impl Config {
         }
         if self.offset_metadata_max_bytes < 0 {
             return Err(invalid("offset-metadata-max-bytes", "must be >= 0"));
+        }
+        if self.transaction_max_timeout_ms < 1 {
+            return Err(invalid("transaction-max-timeout-ms", "must be >= 1"));
+        }
+        if self.transactional_id_expiration_ms < 1 {
+            return Err(invalid("transactional-id-expiration-ms", "must be >= 1"));
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return Err(invalid("producer-id-expiration-ms", "must be >= 1"));
         }
         Ok(())
     }

@@ -194,6 +194,10 @@ async fn maintenance_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) 
         }
         broker.groups.tick().await;
         broker
+            .txns
+            .tick_at(crate::log::now_ms(), broker.participants())
+            .await;
+        broker
             .logs
             .run_maintenance(crate::log::now_ms(), retention)
             .await;

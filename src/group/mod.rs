@@ -10,7 +10,7 @@
 pub mod state;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::{oneshot, Mutex};
 
+use crate::log::internal;
 use crate::log::{now_ms, Partition};
 use state::{
     CommittedOffset, Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome, SyncRequest,
@@ -56,7 +57,12 @@ struct Inner {
     log: Arc<Partition>,
     /// Recent FindCoordinator lookups per group id (ms timestamps).
     lookups: HashMap<String, Vec<i64>>,
+    /// Per group: offsets committed inside open transactions.
+    pending: HashMap<String, PendingTxns>,
 }
+
+/// Producer id -> the offsets its open transaction committed.
+type PendingTxns = HashMap<i64, HashMap<(String, i32), CommittedOffset>>;
 
 /// How long a FindCoordinator lookup counts as a consumer about to join.
 /// Consumers started together look the group up within a few ms of each
@@ -94,14 +100,8 @@ impl Inner {
     /// Appends records to the internal log; an error means the change is
     /// not durable and must not be acknowledged.
     async fn persist(&self, records: Vec<StoreRecord>) -> Result<(), i16> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let batch = store::encode_batch(&records, now_ms());
-        self.log
-            .append(&batch, now_ms())
+        internal::append(&self.log, records.iter().map(StoreRecord::encode).collect())
             .await
-            .map(|_| ())
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot persist group coordinator state");
                 code(ResponseError::CoordinatorNotAvailable)
@@ -129,51 +129,72 @@ impl GroupCoordinator {
     pub fn open(log: Arc<Partition>, cfg: GroupConfig) -> io::Result<GroupCoordinator> {
         let now = now_ms();
         let mut groups: HashMap<String, Group> = HashMap::new();
-        let mut offset = log.offsets().log_start;
-        let end = log.offsets().high_watermark;
-        let (mut applied, mut skipped) = (0usize, 0usize);
-        while offset < end {
-            let read = log
-                .read(offset, 1 << 20, true)
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            if read.records.is_empty() {
-                break;
-            }
-            let next = last_offset_in(&read.records).map(|o| o + 1).unwrap_or(end);
-            let (records, bad) = store::decode_batches(read.records);
-            skipped += bad;
-            for r in records {
-                applied += 1;
-                match r {
-                    StoreRecord::Offset {
-                        group,
-                        topic,
-                        partition,
-                        value,
-                    } => {
+        let mut pending: HashMap<String, PendingTxns> = HashMap::new();
+        let mut applied = 0usize;
+        let skipped = internal::replay(&log, |key, value| {
+            let Some(r) = StoreRecord::decode(key, value) else {
+                return;
+            };
+            applied += 1;
+            match r {
+                StoreRecord::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                } => {
+                    let g = groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group, now));
+                    match value {
+                        Some(v) => g.offsets.insert((topic, partition), v),
+                        None => g.offsets.remove(&(topic, partition)),
+                    };
+                }
+                StoreRecord::Group { group, value } => match value {
+                    Some(snapshot) => {
                         let g = groups
                             .entry(group.clone())
                             .or_insert_with(|| Group::new(&group, now));
-                        match value {
-                            Some(v) => g.offsets.insert((topic, partition), v),
-                            None => g.offsets.remove(&(topic, partition)),
-                        };
+                        snapshot.apply_to(g, now);
                     }
-                    StoreRecord::Group { group, value } => match value {
-                        Some(snapshot) => {
-                            let g = groups
-                                .entry(group.clone())
-                                .or_insert_with(|| Group::new(&group, now));
-                            snapshot.apply_to(g, now);
-                        }
-                        None => {
-                            groups.remove(&group);
-                        }
-                    },
+                    None => {
+                        groups.remove(&group);
+                    }
+                },
+                StoreRecord::TxnOffset {
+                    group,
+                    topic,
+                    partition,
+                    producer_id,
+                    value,
+                } => {
+                    pending
+                        .entry(group)
+                        .or_default()
+                        .entry(producer_id)
+                        .or_default()
+                        .insert((topic, partition), value);
+                }
+                StoreRecord::TxnMarker {
+                    group,
+                    producer_id,
+                    commit,
+                } => {
+                    let offsets = pending
+                        .get_mut(&group)
+                        .and_then(|p| p.remove(&producer_id))
+                        .unwrap_or_default();
+                    if commit && !offsets.is_empty() {
+                        groups
+                            .entry(group.clone())
+                            .or_insert_with(|| Group::new(&group, now))
+                            .offsets
+                            .extend(offsets);
+                    }
                 }
             }
-            offset = next.max(offset + 1);
-        }
+        })?;
         if skipped > 0 {
             tracing::warn!(
                 skipped,
@@ -191,6 +212,7 @@ impl GroupCoordinator {
                 groups,
                 log,
                 lookups: HashMap::new(),
+                pending,
             }),
         })
     }
@@ -406,6 +428,117 @@ impl GroupCoordinator {
         }
     }
 
+    /// TxnOffsetCommit: offsets committed inside `producer_id`'s
+    /// transaction. Persisted now, visible to OffsetFetch only when the
+    /// transaction commits ([`Self::complete_txn`]). The caller (the
+    /// transaction coordinator) has checked the producer and that the group
+    /// is part of its open transaction.
+    pub async fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        member: Option<(&str, Option<&str>, i32)>,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<Vec<i16>, i16> {
+        if group_id.is_empty() {
+            return Err(code(ResponseError::InvalidGroupId));
+        }
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        if let (Some(g), Some((member_id, instance_id, generation))) =
+            (inner.groups.get(group_id), member)
+        {
+            // v3+: a member of a generation must still be one (fencing of
+            // zombie consumers, KIP-447); -1 / empty member skip the check.
+            if generation >= 0 || !member_id.is_empty() {
+                g.validate_commit(member_id, instance_id, generation)?;
+            }
+        }
+        let mut records = Vec::new();
+        let mut codes = Vec::with_capacity(offsets.len());
+        let mut accepted = Vec::new();
+        for o in offsets {
+            if o.metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes)
+            {
+                codes.push(code(ResponseError::OffsetMetadataTooLarge));
+                continue;
+            }
+            codes.push(0);
+            let value = CommittedOffset {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+                commit_timestamp_ms: now,
+            };
+            records.push(StoreRecord::TxnOffset {
+                group: group_id.into(),
+                topic: o.topic.clone(),
+                partition: o.partition,
+                producer_id,
+                value: value.clone(),
+            });
+            accepted.push(((o.topic, o.partition), value));
+        }
+        inner.persist(records).await?;
+        inner
+            .pending
+            .entry(group_id.into())
+            .or_default()
+            .entry(producer_id)
+            .or_default()
+            .extend(accepted);
+        Ok(codes)
+    }
+
+    /// Ends `producer_id`'s transaction for a group: on commit its pending
+    /// offsets become the group's committed offsets, on abort they vanish.
+    /// The marker is persisted first, so a restart replays the same outcome.
+    pub async fn complete_txn(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        commit: bool,
+    ) -> Result<(), i16> {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        inner
+            .persist(vec![StoreRecord::TxnMarker {
+                group: group_id.into(),
+                producer_id,
+                commit,
+            }])
+            .await?;
+        let offsets = inner
+            .pending
+            .get_mut(group_id)
+            .and_then(|p| p.remove(&producer_id))
+            .unwrap_or_default();
+        if inner.pending.get(group_id).is_some_and(|p| p.is_empty()) {
+            inner.pending.remove(group_id);
+        }
+        if commit && !offsets.is_empty() {
+            let g = inner
+                .groups
+                .entry(group_id.into())
+                .or_insert_with(|| Group::new(group_id, now));
+            g.offsets.extend(offsets);
+        }
+        Ok(())
+    }
+
+    /// Partitions of the group with offsets pending in an open transaction
+    /// (OffsetFetch `require_stable` answers UNSTABLE_OFFSET_COMMIT for them).
+    pub async fn unstable_partitions(&self, group_id: &str) -> HashSet<(String, i32)> {
+        let inner = self.inner.lock().await;
+        inner
+            .pending
+            .get(group_id)
+            .map(|p| p.values().flat_map(|o| o.keys().cloned()).collect())
+            .unwrap_or_default()
+    }
+
     /// (group id, protocol type, state) of every group.
     pub async fn list(&self) -> Vec<(String, String, &'static str)> {
         let inner = self.inner.lock().await;
@@ -598,19 +731,6 @@ impl GroupCoordinator {
         }
         let _ = inner.persist(records).await;
     }
-}
-
-/// The last offset of the last whole batch in `records`.
-fn last_offset_in(records: &Bytes) -> Option<i64> {
-    use crate::log::batch::{BatchHeader, HEADER_LEN};
-    let mut pos = 0;
-    let mut last = None;
-    while pos + HEADER_LEN <= records.len() {
-        let h = BatchHeader::parse(&records[pos..])?;
-        last = Some(h.last_offset());
-        pos += h.total_len();
-    }
-    last
 }
 
 #[cfg(test)]

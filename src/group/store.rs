@@ -12,6 +12,10 @@
 //!               | member count i32 | per member: id str | instance id str | client id str
 //!               | client host str | rebalance timeout i32 | session timeout i32
 //!               | subscription bytes | assignment bytes
+//! txn offset key:   i16 3 | group str | topic str | partition i32 | producer id i64
+//! txn offset value: as offset value (pending until the marker)
+//! txn marker key:   i16 4 | group str | producer id i64
+//! txn marker value: i16 0 | commit i8 (1 commit, 0 abort)
 //! ```
 //!
 //! A null value is a tombstone (offset deleted, group deleted). Later
@@ -19,14 +23,15 @@
 //! the same durability as produced data.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::RecordBatchDecoder;
 
-use crate::log::batch::{encode_uncompressed, PlainRecord};
+use crate::log::internal::{self, get_bytes, get_i32, get_i64, get_str, need, put_bytes, put_str};
 
 use crate::group::state::{CommittedOffset, Group, Member};
 
 const KEY_OFFSET: i16 = 1;
 const KEY_GROUP: i16 = 2;
+const KEY_TXN_OFFSET: i16 = 3;
+const KEY_TXN_MARKER: i16 = 4;
 
 /// One decoded record of the internal log.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +45,22 @@ pub enum StoreRecord {
     Group {
         group: String,
         value: Option<GroupSnapshot>,
+    },
+    /// An offset committed inside a transaction (TxnOffsetCommit): pending
+    /// until the transaction's marker.
+    TxnOffset {
+        group: String,
+        topic: String,
+        partition: i32,
+        producer_id: i64,
+        value: CommittedOffset,
+    },
+    /// The end of `producer_id`'s transaction for this group: its pending
+    /// offsets become committed offsets, or are dropped.
+    TxnMarker {
+        group: String,
+        producer_id: i64,
+        commit: bool,
     },
 }
 
@@ -108,61 +129,8 @@ impl GroupSnapshot {
     }
 }
 
-fn put_str(b: &mut BytesMut, s: Option<&str>) {
-    match s {
-        None => b.put_i32(-1),
-        Some(s) => {
-            // i32, not i16: group ids and metadata come from clients and
-            // may exceed 32 KiB (the frame limit bounds them).
-            b.put_i32(s.len() as i32);
-            b.put_slice(s.as_bytes());
-        }
-    }
-}
-
-fn put_bytes(b: &mut BytesMut, v: &[u8]) {
-    b.put_i32(v.len() as i32);
-    b.put_slice(v);
-}
-
-fn need(b: &Bytes, n: usize) -> Option<()> {
-    (b.remaining() >= n).then_some(())
-}
-
-fn get_str(b: &mut Bytes) -> Option<Option<String>> {
-    need(b, 4)?;
-    let len = b.get_i32();
-    if len < 0 {
-        return Some(None);
-    }
-    need(b, len as usize)?;
-    String::from_utf8(b.split_to(len as usize).to_vec())
-        .ok()
-        .map(Some)
-}
-
-fn get_bytes(b: &mut Bytes) -> Option<Bytes> {
-    need(b, 4)?;
-    let len = b.get_i32();
-    if len < 0 {
-        return Some(Bytes::new());
-    }
-    need(b, len as usize)?;
-    Some(b.split_to(len as usize))
-}
-
-fn get_i32(b: &mut Bytes) -> Option<i32> {
-    need(b, 4)?;
-    Some(b.get_i32())
-}
-
-fn get_i64(b: &mut Bytes) -> Option<i64> {
-    need(b, 8)?;
-    Some(b.get_i64())
-}
-
 impl StoreRecord {
-    fn encode(&self) -> (Bytes, Option<Bytes>) {
+    pub fn encode(&self) -> (Bytes, Option<Bytes>) {
         let mut key = BytesMut::new();
         match self {
             StoreRecord::Offset {
@@ -175,16 +143,34 @@ impl StoreRecord {
                 put_str(&mut key, Some(group));
                 put_str(&mut key, Some(topic));
                 key.put_i32(*partition);
-                let value = value.as_ref().map(|v| {
-                    let mut b = BytesMut::new();
-                    b.put_i16(0);
-                    b.put_i64(v.offset);
-                    b.put_i32(v.leader_epoch);
-                    put_str(&mut b, v.metadata.as_deref());
-                    b.put_i64(v.commit_timestamp_ms);
-                    b.freeze()
-                });
-                (key.freeze(), value)
+                (key.freeze(), value.as_ref().map(encode_offset))
+            }
+            StoreRecord::TxnOffset {
+                group,
+                topic,
+                partition,
+                producer_id,
+                value,
+            } => {
+                key.put_i16(KEY_TXN_OFFSET);
+                put_str(&mut key, Some(group));
+                put_str(&mut key, Some(topic));
+                key.put_i32(*partition);
+                key.put_i64(*producer_id);
+                (key.freeze(), Some(encode_offset(value)))
+            }
+            StoreRecord::TxnMarker {
+                group,
+                producer_id,
+                commit,
+            } => {
+                key.put_i16(KEY_TXN_MARKER);
+                put_str(&mut key, Some(group));
+                key.put_i64(*producer_id);
+                let mut v = BytesMut::new();
+                v.put_i16(0);
+                v.put_i8(*commit as i8);
+                (key.freeze(), Some(v.freeze()))
             }
             StoreRecord::Group { group, value } => {
                 key.put_i16(KEY_GROUP);
@@ -214,7 +200,7 @@ impl StoreRecord {
         }
     }
 
-    fn decode(mut key: Bytes, value: Option<Bytes>) -> Option<StoreRecord> {
+    pub fn decode(mut key: Bytes, value: Option<Bytes>) -> Option<StoreRecord> {
         need(&key, 2)?;
         match key.get_i16() {
             KEY_OFFSET => {
@@ -223,22 +209,32 @@ impl StoreRecord {
                 let partition = get_i32(&mut key)?;
                 let value = match value {
                     None => None,
-                    Some(mut v) => {
-                        need(&v, 2)?;
-                        let _version = v.get_i16();
-                        Some(CommittedOffset {
-                            offset: get_i64(&mut v)?,
-                            leader_epoch: get_i32(&mut v)?,
-                            metadata: get_str(&mut v)?,
-                            commit_timestamp_ms: get_i64(&mut v)?,
-                        })
-                    }
+                    Some(v) => Some(decode_offset(v)?),
                 };
                 Some(StoreRecord::Offset {
                     group,
                     topic,
                     partition,
                     value,
+                })
+            }
+            KEY_TXN_OFFSET => Some(StoreRecord::TxnOffset {
+                group: get_str(&mut key)??,
+                topic: get_str(&mut key)??,
+                partition: get_i32(&mut key)?,
+                producer_id: get_i64(&mut key)?,
+                value: decode_offset(value?)?,
+            }),
+            KEY_TXN_MARKER => {
+                let group = get_str(&mut key)??;
+                let producer_id = get_i64(&mut key)?;
+                let mut v = value?;
+                need(&v, 3)?;
+                let _version = v.get_i16();
+                Some(StoreRecord::TxnMarker {
+                    group,
+                    producer_id,
+                    commit: v.get_i8() != 0,
                 })
             }
             KEY_GROUP => {
@@ -282,40 +278,30 @@ impl StoreRecord {
     }
 }
 
-/// Encodes records as one uncompressed v2 batch for the internal log.
-pub fn encode_batch(records: &[StoreRecord], now_ms: i64) -> Bytes {
-    let plain: Vec<PlainRecord> = records
-        .iter()
-        .map(|r| {
-            let (key, value) = r.encode();
-            PlainRecord {
-                key: Some(key),
-                value,
-                timestamp: now_ms,
-            }
-        })
-        .collect();
-    encode_uncompressed(&plain, None)
+fn encode_offset(v: &CommittedOffset) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i64(v.offset);
+    b.put_i32(v.leader_epoch);
+    put_str(&mut b, v.metadata.as_deref());
+    b.put_i64(v.commit_timestamp_ms);
+    b.freeze()
 }
 
-/// Decodes every record of a run of batches read back from the log.
-/// Undecodable records are skipped (and counted).
-pub fn decode_batches(mut data: Bytes) -> (Vec<StoreRecord>, usize) {
-    let mut out = Vec::new();
-    let mut skipped = 0;
-    while data.has_remaining() {
-        let Ok(set) = RecordBatchDecoder::decode(&mut data) else {
-            skipped += 1;
-            break;
-        };
-        for r in set.records {
-            match r.key.and_then(|k| StoreRecord::decode(k, r.value)) {
-                Some(rec) => out.push(rec),
-                None => skipped += 1,
-            }
-        }
-    }
-    (out, skipped)
+fn decode_offset(mut v: Bytes) -> Option<CommittedOffset> {
+    need(&v, 2)?;
+    let _version = v.get_i16();
+    Some(CommittedOffset {
+        offset: get_i64(&mut v)?,
+        leader_epoch: get_i32(&mut v)?,
+        metadata: get_str(&mut v)?,
+        commit_timestamp_ms: get_i64(&mut v)?,
+    })
+}
+
+/// Encodes records as one uncompressed v2 batch for the internal log.
+pub fn encode_batch(records: &[StoreRecord], now_ms: i64) -> Bytes {
+    internal::encode_batch(records.iter().map(StoreRecord::encode).collect(), now_ms)
 }
 
 #[cfg(test)]
@@ -366,9 +352,31 @@ mod tests {
                 group: "h".into(),
                 value: None,
             },
+            StoreRecord::TxnOffset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 1,
+                producer_id: 77,
+                value: CommittedOffset {
+                    offset: 9,
+                    leader_epoch: -1,
+                    metadata: None,
+                    commit_timestamp_ms: 3,
+                },
+            },
+            StoreRecord::TxnMarker {
+                group: "g".into(),
+                producer_id: 77,
+                commit: true,
+            },
         ];
-        let batch = encode_batch(&recs, 99);
-        let (back, skipped) = decode_batches(batch);
-        assert_eq!((back, skipped), (recs, 0));
+        let back: Vec<StoreRecord> = recs
+            .iter()
+            .map(|r| {
+                let (k, v) = r.encode();
+                StoreRecord::decode(k, v).expect("decodes")
+            })
+            .collect();
+        assert_eq!(back, recs);
     }
 }

@@ -2,6 +2,11 @@
 //! request's byte limits (KIP-74: the first partition with data returns at
 //! least one batch), parked until `min_bytes` arrive or `max_wait_ms` passes.
 //!
+//! Isolation: read_uncommitted reads up to the high watermark;
+//! read_committed up to the last stable offset, with the aborted
+//! transactions among the returned records listed (sorted by first offset)
+//! so the client can drop their records.
+//!
 //! Sessions (v7+): Weir never creates fetch sessions; replying with
 //! `session_id = 0` tells clients to keep sending full fetches. An unknown
 //! non-zero session id gets FETCH_SESSION_ID_NOT_FOUND so the client resets.
@@ -14,12 +19,15 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use crate::broker::RequestContext;
 use crate::handlers::topic_name;
 use crate::log::manager::Topic;
+use crate::log::partition::Isolation;
 use crate::log::LogError;
 use crate::protocol::HandlerResult;
 
@@ -125,12 +133,28 @@ fn build(
             // KIP-74: until some partition returned data, the next one with
             // data returns at least one whole batch whatever the limits.
             let min_one = total == 0;
-            match partition.read(fp.fetch_offset, limit, min_one) {
+            let isolation = if read_committed {
+                Isolation::ReadCommitted
+            } else {
+                Isolation::ReadUncommitted
+            };
+            match partition.read(fp.fetch_offset, limit, min_one, isolation) {
                 Ok(r) => {
                     total += r.records.len();
                     pd.high_watermark = r.high_watermark;
-                    // No transactions yet: the last stable offset is the high watermark.
-                    pd.last_stable_offset = r.high_watermark;
+                    pd.last_stable_offset = r.last_stable_offset;
+                    if read_committed {
+                        pd.aborted_transactions = Some(
+                            r.aborted
+                                .iter()
+                                .map(|t| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(t.producer_id))
+                                        .with_first_offset(t.first_offset)
+                                })
+                                .collect(),
+                        );
+                    }
                     if v >= 5 {
                         pd.log_start_offset = r.log_start_offset;
                     }

@@ -355,6 +355,23 @@ fn fetched(o: Option<CommittedOffset>) -> (i64, i32, String) {
     }
 }
 
+const UNSTABLE: i16 = ResponseError::UnstableOffsetCommit.code();
+
+/// With `require_stable` (v7+), partitions whose offsets are pending in an
+/// open transaction answer UNSTABLE_OFFSET_COMMIT so the consumer retries
+/// instead of starting from a position the transaction may still change.
+async fn unstable(
+    ctx: &RequestContext,
+    require_stable: bool,
+    group_id: &str,
+) -> std::collections::HashSet<(String, i32)> {
+    if require_stable {
+        ctx.broker.groups.unstable_partitions(group_id).await
+    } else {
+        Default::default()
+    }
+}
+
 pub async fn offset_fetch(
     ctx: &RequestContext,
     req: OffsetFetchRequest,
@@ -370,18 +387,21 @@ pub async fn offset_fetch(
                     .collect()
             });
             let found = groups.fetch_offsets(g.group_id.0.as_str(), topics).await;
+            let unstable = unstable(ctx, req.require_stable, g.group_id.0.as_str()).await;
             let topics = found
                 .into_iter()
                 .map(|(t, parts)| {
                     let partitions = parts
                         .into_iter()
                         .map(|(p, o)| {
-                            let (offset, epoch, meta) = fetched(o);
+                            let is_unstable = unstable.contains(&(t.clone(), p));
+                            let (offset, epoch, meta) = fetched(o.filter(|_| !is_unstable));
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(Some(str_bytes(meta)))
+                                .with_error_code(if is_unstable { UNSTABLE } else { 0 })
                         })
                         .collect();
                     OffsetFetchResponseTopics::default()
@@ -403,17 +423,20 @@ pub async fn offset_fetch(
             .collect()
     });
     let found = groups.fetch_offsets(req.group_id.0.as_str(), topics).await;
+    let unstable = unstable(ctx, v >= 7 && req.require_stable, req.group_id.0.as_str()).await;
     resp.topics = found
         .into_iter()
         .map(|(t, parts)| {
             let partitions = parts
                 .into_iter()
                 .map(|(p, o)| {
-                    let (offset, epoch, meta) = fetched(o);
+                    let is_unstable = unstable.contains(&(t.clone(), p));
+                    let (offset, epoch, meta) = fetched(o.filter(|_| !is_unstable));
                     let mut r = OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
                         .with_committed_offset(offset)
-                        .with_metadata(Some(str_bytes(meta)));
+                        .with_metadata(Some(str_bytes(meta)))
+                        .with_error_code(if is_unstable { UNSTABLE } else { 0 });
                     if v >= 5 {
                         r.committed_leader_epoch = epoch;
                     }

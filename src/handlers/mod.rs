@@ -12,6 +12,7 @@ pub mod offsets;
 pub mod produce;
 pub mod producer;
 pub mod topics;
+pub mod txn;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

@@ -35,11 +35,11 @@ fn check_epoch(current: i32) -> Result<(), i16> {
 }
 
 /// (offset, timestamp) for one ListOffsets query.
-fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), LogError> {
+fn lookup(p: &Partition, timestamp: i64, read_committed: bool) -> Result<(i64, i64), LogError> {
     let offsets = p.offsets();
     Ok(match timestamp {
         EARLIEST | EARLIEST_LOCAL => (offsets.log_start, -1),
-        // No transactions yet: the LSO (read_committed) is the high watermark.
+        LATEST if read_committed => (offsets.last_stable, -1),
         LATEST => (offsets.high_watermark, -1),
         LATEST_TIERED => (-1, -1),
         MAX_TIMESTAMP => p.max_timestamp_offset()?.unwrap_or((-1, -1)),
@@ -53,6 +53,7 @@ pub async fn list_offsets(
 ) -> HandlerResult<ListOffsetsResponse> {
     let v = ctx.api_version;
     let logs = &ctx.broker.logs;
+    let read_committed = req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -68,7 +69,9 @@ pub async fn list_offsets(
                     {
                         None => Err(ResponseError::UnknownTopicOrPartition.code()),
                         Some(p) => check_epoch(if v >= 4 { lp.current_leader_epoch } else { -1 })
-                            .and_then(|_| lookup(&p, lp.timestamp).map_err(|e| e.code())),
+                            .and_then(|_| {
+                                lookup(&p, lp.timestamp, read_committed).map_err(|e| e.code())
+                            }),
                     };
                     match result {
                         Ok((offset, ts)) => {

@@ -250,6 +250,110 @@ pub fn encode_uncompressed(
     buf.freeze()
 }
 
+/// A transaction marker: the single record of a control batch. Key:
+/// version i16 = 0, type i16 (0 abort, 1 commit); value: version i16 = 0,
+/// coordinator epoch i32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlMarker {
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+/// Encodes the control batch the broker writes to end a transaction in a
+/// partition: transactional + control attributes, base sequence -1.
+pub fn encode_control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: ControlMarker,
+    timestamp: i64,
+) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&(marker.commit as i16).to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&marker.coordinator_epoch.to_be_bytes());
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: Some(key.into()),
+        value: Some(value.into()),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("uncompressed batches always encode");
+    buf.freeze()
+}
+
+/// Decodes the marker from the bytes after a control batch's header (its
+/// first record). `None` if they do not hold a marker.
+pub fn parse_control_record(records: &[u8]) -> Option<ControlMarker> {
+    // length varint, attributes i8, timestampDelta varlong, offsetDelta
+    // varint, keyLength varint, key.
+    let (_, n) = read_varint(records)?;
+    let mut pos = n + 1;
+    for _ in 0..2 {
+        let (_, n) = read_varint(records.get(pos..)?)?;
+        pos += n;
+    }
+    let (key_len, n) = read_varint(records.get(pos..)?)?;
+    pos += n;
+    if key_len < 4 {
+        return None;
+    }
+    let key = records.get(pos..pos + 4)?;
+    let kind = be_i16(key, 2);
+    pos += key_len as usize;
+    let (value_len, n) = read_varint(records.get(pos..)?)?;
+    pos += n;
+    let coordinator_epoch = if value_len >= 6 {
+        be_i32(records.get(pos..pos + 6)?, 2)
+    } else {
+        -1
+    };
+    match kind {
+        0 | 1 => Some(ControlMarker {
+            commit: kind == 1,
+            coordinator_epoch,
+        }),
+        _ => None,
+    }
+}
+
+/// The last offset of the last whole batch in `records` (a run of batches).
+pub fn last_offset_in(records: &[u8]) -> Option<i64> {
+    let mut pos = 0;
+    let mut last = None;
+    while pos + HEADER_LEN <= records.len() {
+        let h = BatchHeader::parse(&records[pos..])?;
+        if pos + h.total_len() > records.len() {
+            break;
+        }
+        last = Some(h.last_offset());
+        pos += h.total_len();
+    }
+    last
+}
+
 /// Finds the first record in an uncompressed batch whose timestamp is at
 /// least `target`, returning its offset and timestamp. `None` for compressed
 /// batches (the broker never decompresses) or a malformed record section.
@@ -339,6 +443,29 @@ pub(crate) mod tests {
         let crc = compute_crc(&b);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn control_batches_round_trip() {
+        for commit in [false, true] {
+            let marker = ControlMarker {
+                commit,
+                coordinator_epoch: 7,
+            };
+            let b = encode_control_batch(42, 3, marker, 1000);
+            let h = BatchHeader::parse(&b).unwrap();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.records_count),
+                (42, 3, 1)
+            );
+            assert_eq!(compute_crc(&b), h.crc);
+            assert_eq!(parse_control_record(&b[HEADER_LEN..]), Some(marker));
+            assert_eq!(last_offset_in(&b), Some(0));
+        }
+        // A data record is not a marker.
+        let data = make_batch(&[b"v"], 0);
+        assert_eq!(parse_control_record(&data[HEADER_LEN..]), None);
     }
 
     #[test]

@@ -37,6 +37,7 @@ use crate::log::topic_config::{validate_override, TopicConfig};
 const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 /// The group coordinator's internal log; a topic of this name is refused.
 pub const INTERNAL_OFFSETS_LOG: &str = "__consumer_offsets";
+pub const INTERNAL_TXN_LOG: &str = "__transaction_state";
 const DELETED_SUFFIX: &str = ".deleted";
 
 /// Topic-level failures, each mapped to one Kafka error code.
@@ -353,7 +354,7 @@ impl LogManager {
         configs: &IndexMap<String, String>,
     ) -> Result<i32, TopicError> {
         validate_topic_name(name)?;
-        if self.topic(name).is_some() || name == INTERNAL_OFFSETS_LOG {
+        if self.topic(name).is_some() || name == INTERNAL_OFFSETS_LOG || name == INTERNAL_TXN_LOG {
             return Err(TopicError::AlreadyExists(name.into()));
         }
         let partitions = if partitions == -1 {
@@ -527,11 +528,12 @@ impl LogManager {
         Ok(())
     }
 
-    /// Retention and time-based flushes for every partition.
+    /// Retention, producer expiry and time-based flushes for every partition.
     pub async fn run_maintenance(&self, now_ms: i64, retention: bool) {
         for topic in self.topics() {
             for p in topic.partitions() {
                 if retention {
+                    p.expire_producers(now_ms, self.config.producer_id_expiration_ms);
                     match p.enforce_retention(now_ms) {
                         Ok(n) if n > 0 => {
                             tracing::info!(partition = %format!("{}-{}", p.topic, p.index), segments = n, "retention deleted segments")

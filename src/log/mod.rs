@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod index;
+pub mod internal;
 pub mod manager;
 pub mod partition;
 pub mod segment;
@@ -42,6 +43,8 @@ pub enum LogError {
     OutOfOrderSequence { producer_id: i64 },
     #[error("producer {producer_id} epoch {epoch} is older than the current one")]
     InvalidProducerEpoch { producer_id: i64, epoch: i16 },
+    #[error("producer {producer_id}: batch outside a transaction registered for this partition, or a non-transactional batch inside one")]
+    InvalidTxnState { producer_id: i64 },
     #[error("partition is offline after an I/O failure")]
     Offline,
     #[error("I/O error: {0}")]
@@ -57,6 +60,7 @@ impl LogError {
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
             LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
+            LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState.code(),
             LogError::Offline => ResponseError::KafkaStorageError.code(),
             LogError::Io(_) => ResponseError::KafkaStorageError.code(),
         }

@@ -22,10 +22,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::log::batch::{self, BatchHeader, HEADER_LEN};
+use crate::log::batch::{self, BatchHeader, ControlMarker, HEADER_LEN};
 use crate::log::segment::{Segment, SegmentSlice};
 use crate::log::topic_config::TopicConfig;
 use crate::log::{LogError, Result};
+use crate::txn::producer_state::ProducerInfo;
 use crate::txn::{ProducerStateTable, SequenceCheck};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
@@ -45,7 +46,11 @@ pub struct AppendInfo {
 pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed only: aborted transactions overlapping the records,
+    /// sorted by first offset.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// Partition offsets.
@@ -53,7 +58,32 @@ pub struct ReadResult {
 pub struct Offsets {
     pub log_start: i64,
     pub high_watermark: i64,
+    /// The last stable offset: the high watermark, or the first offset of
+    /// the oldest open transaction if that is lower.
+    pub last_stable: i64,
     pub log_end: i64,
+}
+
+/// One entry of the aborted-transaction index (Kafka's `.txnindex` entry):
+/// the records of `producer_id` in `[first_offset, last_offset]` were
+/// aborted; `last_offset` is the abort marker's offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// The LSO right after the abort: every transaction aborted later began
+    /// at or after it, so a search for transactions overlapping offsets
+    /// below it can stop here.
+    pub last_stable_offset: i64,
+}
+
+/// Whether isolation is read_committed (upper bound LSO, aborted list) or
+/// read_uncommitted (upper bound high watermark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
 }
 
 /// The mutable state of a partition log.
@@ -75,8 +105,13 @@ struct Log {
     offline: bool,
     /// Reused to assemble each appended batch (patched header + records).
     scratch: Vec<u8>,
-    /// Idempotent producers' epochs and recent sequence ranges.
+    /// Producers' epochs, recent sequence ranges and open transactions.
     producers: ProducerStateTable,
+    /// The aborted-transaction index, per segment (by the base offset of
+    /// the segment holding the abort marker, in marker order). Rebuilt from
+    /// the segments' markers when the log is opened; dropped with its
+    /// segment.
+    aborted: BTreeMap<i64, Vec<AbortedTxn>>,
 }
 
 pub struct Partition {
@@ -207,6 +242,7 @@ impl Partition {
         Offsets {
             log_start: log.log_start_offset,
             high_watermark: log.high_watermark,
+            last_stable: log.last_stable_offset(),
             log_end: log.log_end_offset,
         }
     }
@@ -274,15 +310,45 @@ impl Partition {
                     epoch: header.producer_epoch,
                 })
             }
+            SequenceCheck::InvalidTxnState => {
+                return Err(LogError::InvalidTxnState {
+                    producer_id: header.producer_id,
+                })
+            }
         }
-        if let Err(e) = log.maybe_roll(batch.len(), now_ms) {
+        let (fsync_before_ack, flush_soon) =
+            self.write_locked(log, &header, &head, rest, now_ms)?;
+        log.producers.update(&header);
+        let info = AppendInfo {
+            base_offset,
+            last_offset: header.last_offset(),
+            log_append_time,
+            log_start_offset: log.log_start_offset,
+        };
+        Ok((info, fsync_before_ack, flush_soon))
+    }
+
+    /// Writes one batch (its patched header and the rest) at the log end:
+    /// rolls first if needed, advances the log end offset and, without
+    /// fsync-before-ack, the high watermark. Returns (wait for the flush,
+    /// flush soon by `flush.messages`). An I/O failure takes the partition
+    /// offline.
+    fn write_locked(
+        &self,
+        log: &mut Log,
+        header: &BatchHeader,
+        head: &[u8],
+        rest: &[u8],
+        now_ms: i64,
+    ) -> Result<(bool, bool)> {
+        if let Err(e) = log.maybe_roll(head.len() + rest.len(), now_ms) {
             log.offline = true;
             tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "segment roll failed; partition offline");
             return Err(e.into());
         }
-        let interval = config.index_interval_bytes;
+        let interval = log.config.index_interval_bytes;
         log.scratch.clear();
-        log.scratch.extend_from_slice(&head);
+        log.scratch.extend_from_slice(head);
         log.scratch.extend_from_slice(rest);
         let Log {
             segments, scratch, ..
@@ -291,28 +357,74 @@ impl Partition {
             .values_mut()
             .next_back()
             .expect("a log always has an active segment");
-        if let Err(e) = active.append(&header, scratch, interval, now_ms) {
+        if let Err(e) = active.append(header, scratch, interval, now_ms) {
             log.offline = true;
             tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "append failed; partition offline");
             return Err(e.into());
         }
         log.log_end_offset = header.next_offset();
-        log.producers.update(&header);
         log.unflushed_messages += header.records_count as i64;
         log.oldest_unflushed_ms.get_or_insert(now_ms);
-        let fsync_before_ack = config.fsync_before_ack();
+        let fsync_before_ack = log.config.fsync_before_ack();
         if !fsync_before_ack {
             log.high_watermark = log.log_end_offset;
             self.hw_tx.send_replace(log.high_watermark);
         }
-        let flush_soon = !fsync_before_ack && log.unflushed_messages >= config.flush_messages;
-        let info = AppendInfo {
-            base_offset,
-            last_offset: header.last_offset(),
-            log_append_time,
-            log_start_offset: log.log_start_offset,
+        let flush_soon = !fsync_before_ack && log.unflushed_messages >= log.config.flush_messages;
+        Ok((fsync_before_ack, flush_soon))
+    }
+
+    /// Lets `producer_id` at `epoch` write transactional batches here (the
+    /// coordinator calls this for AddPartitionsToTxn).
+    pub fn allow_txn(&self, producer_id: i64, epoch: i16) {
+        self.lock().producers.allow_txn(producer_id, epoch);
+    }
+
+    /// Ends `producer_id`'s transaction in this partition by appending a
+    /// commit or abort marker; an abort adds the transaction to the aborted
+    /// index. Waits for the fsync on fsync-before-ack topics. Returns the
+    /// marker's offset.
+    pub async fn write_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        marker: ControlMarker,
+        now_ms: i64,
+    ) -> Result<i64> {
+        let (offset, wait) = {
+            let mut guard = self.lock();
+            let log = &mut *guard;
+            if log.offline {
+                return Err(LogError::Offline);
+            }
+            if !log.producers.check_marker(producer_id, epoch) {
+                return Err(LogError::InvalidProducerEpoch { producer_id, epoch });
+            }
+            let batch = batch::encode_control_batch(producer_id, epoch, marker, now_ms);
+            let offset = log.log_end_offset;
+            let mut head: [u8; HEADER_LEN] =
+                batch[..HEADER_LEN].try_into().expect("encoded header");
+            batch::assign_offsets(&mut head, offset, 0);
+            let header = BatchHeader::parse(&head).expect("encoded header");
+            let (fsync, soon) =
+                self.write_locked(log, &header, &head, &batch[HEADER_LEN..], now_ms)?;
+            log.apply_marker(&header, marker);
+            (offset, fsync || soon)
         };
-        Ok((info, fsync_before_ack, flush_soon))
+        if wait {
+            self.flush_to(offset + 1).await?;
+        }
+        Ok(offset)
+    }
+
+    /// Every producer with state in this partition (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        self.lock().producers.describe()
+    }
+
+    /// Forgets producers idle for `expiration_ms` (no open transaction).
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.lock().producers.expire(now_ms, expiration_ms)
     }
 
     /// fsyncs until everything below `target` is durable. Concurrent callers
@@ -376,9 +488,17 @@ impl Partition {
     }
 
     /// Reads whole batches from the one containing `offset`, up to the high
-    /// watermark.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult> {
-        let (slice, hw, log_start) = {
+    /// watermark (read_uncommitted) or the last stable offset
+    /// (read_committed, which also lists the aborted transactions among the
+    /// records returned).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        isolation: Isolation,
+    ) -> Result<ReadResult> {
+        let (slice, upper, hw, lso, log_start, mut aborted) = {
             let log = self.lock();
             if log.offline {
                 return Err(LogError::Offline);
@@ -390,27 +510,48 @@ impl Partition {
                     log_end: log.log_end_offset,
                 });
             }
-            if offset >= log.high_watermark {
+            let lso = log.last_stable_offset();
+            let upper = match isolation {
+                Isolation::ReadUncommitted => log.high_watermark,
+                Isolation::ReadCommitted => lso,
+            };
+            if offset >= upper {
                 return Ok(ReadResult {
                     records: Bytes::new(),
                     high_watermark: log.high_watermark,
+                    last_stable_offset: lso,
                     log_start_offset: log.log_start_offset,
+                    aborted: Vec::new(),
                 });
             }
+            let aborted = match isolation {
+                Isolation::ReadUncommitted => Vec::new(),
+                Isolation::ReadCommitted => log.aborted_between(offset, upper),
+            };
             (
                 log.segment_for(offset).map(|s| s.slice_from(offset)),
+                upper,
                 log.high_watermark,
+                lso,
                 log.log_start_offset,
+                aborted,
             )
         };
         let records = match slice {
-            Some(slice) => slice.read(offset, hw, max_bytes, min_one)?,
+            Some(slice) => slice.read(offset, upper, max_bytes, min_one)?,
             None => Bytes::new(),
         };
+        // Only transactions that overlap what is returned.
+        match batch::last_offset_in(&records) {
+            Some(last) => aborted.retain(|t| t.first_offset <= last),
+            None => aborted.clear(),
+        }
         Ok(ReadResult {
             records,
             high_watermark: hw,
+            last_stable_offset: lso,
             log_start_offset: log_start,
+            aborted,
         })
     }
 
@@ -547,22 +688,96 @@ impl Log {
             config,
             offline: false,
             producers: ProducerStateTable::default(),
+            aborted: BTreeMap::new(),
             scratch: Vec::new(),
         }
     }
 
-    /// Rebuilds producer state from the batch headers of every segment.
+    /// The high watermark, or the first offset of the oldest open
+    /// transaction if lower.
+    fn last_stable_offset(&self) -> i64 {
+        match self.producers.first_unstable_offset() {
+            Some(first) => first.min(self.high_watermark),
+            None => self.high_watermark,
+        }
+    }
+
+    /// Applies an appended marker: closes the transaction and, for an
+    /// abort, indexes it in the segment holding the marker.
+    fn apply_marker(&mut self, h: &BatchHeader, marker: ControlMarker) {
+        let first = self.producers.complete_txn(
+            h.producer_id,
+            h.producer_epoch,
+            marker.coordinator_epoch,
+            h.max_timestamp,
+        );
+        if let (Some(first_offset), false) = (first, marker.commit) {
+            let marker_offset = h.base_offset;
+            let last_stable_offset = self
+                .producers
+                .first_unstable_offset_except(h.producer_id)
+                .unwrap_or(marker_offset + 1);
+            let segment = self
+                .segments
+                .range(..=marker_offset)
+                .next_back()
+                .map(|(b, _)| *b)
+                .unwrap_or(marker_offset);
+            self.aborted.entry(segment).or_default().push(AbortedTxn {
+                producer_id: h.producer_id,
+                first_offset,
+                last_offset: marker_offset,
+                last_stable_offset,
+            });
+        }
+    }
+
+    /// Aborted transactions that end at or after `offset` and begin below
+    /// `upper`, sorted by first offset.
+    fn aborted_between(&self, offset: i64, upper: i64) -> Vec<AbortedTxn> {
+        let from = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| *b)
+            .unwrap_or(i64::MIN);
+        let mut out = Vec::new();
+        'segments: for entries in self.aborted.range(from..).map(|(_, v)| v) {
+            for t in entries {
+                if t.last_offset >= offset && t.first_offset < upper {
+                    out.push(*t);
+                }
+                if t.last_stable_offset >= upper {
+                    break 'segments;
+                }
+            }
+        }
+        out.sort_by_key(|t| t.first_offset);
+        out
+    }
+
+    /// Rebuilds producer state, open transactions and the aborted index
+    /// from the batch headers and markers of every segment.
     fn rebuild_producer_state(&mut self) -> io::Result<()> {
-        let mut table = ProducerStateTable::default();
-        for seg in self.segments.values() {
-            seg.slice_from(seg.base_offset).for_each_header(|h| {
-                if h.base_offset >= self.log_start_offset || h.next_offset() > self.log_start_offset
-                {
-                    table.update(h);
+        self.producers = ProducerStateTable::default();
+        self.aborted.clear();
+        let slices: Vec<SegmentSlice> = self
+            .segments
+            .values()
+            .map(|s| s.slice_from(s.base_offset))
+            .collect();
+        for slice in slices {
+            slice.for_each_batch(|h, marker| {
+                if h.next_offset() <= self.log_start_offset {
+                    return;
+                }
+                match marker {
+                    Some(m) => self.apply_marker(h, m),
+                    None if h.is_control() => {}
+                    None => self.producers.update(h),
                 }
             })?;
         }
-        self.producers = table;
         Ok(())
     }
 
@@ -636,6 +851,7 @@ impl Log {
                 break;
             }
             let seg = self.segments.remove(&base).expect("present");
+            self.aborted.remove(&base);
             seg.delete_files()?;
             deleted += 1;
         }
@@ -663,6 +879,7 @@ impl Log {
             }
             let base = first.base_offset;
             let seg = self.segments.remove(&base).expect("present");
+            self.aborted.remove(&base);
             total -= seg.size() as i64;
             seg.delete_files()?;
             deleted += 1;
@@ -706,7 +923,9 @@ mod tests {
         assert!(p.segment_count() > 3, "rolled by size");
         let mut next = 0;
         while next < 40 {
-            let r = p.read(next, 1 << 20, true).unwrap();
+            let r = p
+                .read(next, 1 << 20, true, Isolation::ReadUncommitted)
+                .unwrap();
             assert!(!r.records.is_empty());
             let mut pos = 0;
             while pos < r.records.len() {
@@ -717,10 +936,14 @@ mod tests {
             }
         }
         assert!(matches!(
-            p.read(41, 100, true),
+            p.read(41, 100, true, Isolation::ReadUncommitted),
             Err(LogError::OffsetOutOfRange { .. })
         ));
-        assert!(p.read(40, 100, true).unwrap().records.is_empty());
+        assert!(p
+            .read(40, 100, true, Isolation::ReadUncommitted)
+            .unwrap()
+            .records
+            .is_empty());
         p.close().unwrap();
         drop(p);
         let p = Partition::open(dir.path(), "t", 0, c, false).unwrap();
@@ -729,6 +952,7 @@ mod tests {
             Offsets {
                 log_start: 0,
                 high_watermark: 40,
+                last_stable: 40,
                 log_end: 40
             }
         );
@@ -747,7 +971,7 @@ mod tests {
         }
         assert_eq!(p.delete_records_before(3).unwrap(), 3);
         assert!(matches!(
-            p.read(2, 100, true),
+            p.read(2, 100, true, Isolation::ReadUncommitted),
             Err(LogError::OffsetOutOfRange { .. })
         ));
         assert!(matches!(
@@ -774,6 +998,7 @@ mod tests {
             Offsets {
                 log_start: 1,
                 high_watermark: 1,
+                last_stable: 1,
                 log_end: 1
             }
         );

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::log::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use crate::log::batch::{
+    self, parse_control_record, BatchHeader, ControlMarker, HEADER_LEN, LOG_OVERHEAD,
+};
 use crate::log::index::{OffsetIndex, TimeIndex};
 
 pub fn log_path(dir: &Path, base: i64) -> PathBuf {
@@ -448,6 +450,29 @@ impl SegmentSlice {
         let mut pos = self.start;
         while let Some(h) = self.header_at(pos)? {
             f(&h);
+            pos += h.total_len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Like [`Self::for_each_header`], also decoding the transaction marker
+    /// of each control batch (for rebuilding producer and transaction state).
+    pub fn for_each_batch(
+        &self,
+        mut f: impl FnMut(&BatchHeader, Option<ControlMarker>),
+    ) -> io::Result<()> {
+        let mut pos = self.start;
+        let mut buf = [0u8; 64];
+        while let Some(h) = self.header_at(pos)? {
+            let marker = if h.is_control() {
+                let n = h.total_len().saturating_sub(HEADER_LEN).min(buf.len());
+                self.file
+                    .read_exact_at(&mut buf[..n], pos + HEADER_LEN as u64)?;
+                parse_control_record(&buf[..n])
+            } else {
+                None
+            };
+            f(&h, marker);
             pos += h.total_len() as u64;
         }
         Ok(())

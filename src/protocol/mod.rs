@@ -126,6 +126,13 @@ api_table! {
     DeleteGroups: DeleteGroupsRequest => handlers::groups::delete_groups, advertise 0..=2;
     OffsetDelete: OffsetDeleteRequest => handlers::groups::offset_delete, advertise 0..=0;
     DescribeCluster: DescribeClusterRequest => handlers::cluster::describe_cluster, advertise 0..=2;
+    AddPartitionsToTxn: AddPartitionsToTxnRequest => handlers::txn::add_partitions_to_txn, advertise 0..=5;
+    AddOffsetsToTxn: AddOffsetsToTxnRequest => handlers::txn::add_offsets_to_txn, advertise 0..=4;
+    EndTxn: EndTxnRequest => handlers::txn::end_txn, advertise 0..=5;
+    TxnOffsetCommit: TxnOffsetCommitRequest => handlers::txn::txn_offset_commit, advertise 0..=5;
+    DescribeProducers: DescribeProducersRequest => handlers::txn::describe_producers, advertise 0..=0;
+    DescribeTransactions: DescribeTransactionsRequest => handlers::txn::describe_transactions, advertise 0..=0;
+    ListTransactions: ListTransactionsRequest => handlers::txn::list_transactions, advertise 0..=1;
 }
 
 pub fn find_api(key: i16) -> Option<&'static ApiSupport> {

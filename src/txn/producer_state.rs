@@ -1,6 +1,6 @@
-//! Per-partition idempotence state, as Kafka's `ProducerStateManager`:
-//! for each producer id, its current epoch and the sequence ranges and
-//! offsets of its last five batches.
+//! Per-partition producer state, as Kafka's `ProducerStateManager`: for each
+//! producer id, its current epoch, the sequence ranges and offsets of its
+//! last five batches, and the first offset of its open transaction.
 //!
 //! Rules for a batch from an idempotent producer (producerId >= 0):
 //! - no state for the id: accept (state starts with this batch);
@@ -11,11 +11,30 @@
 //! - same epoch otherwise: the first sequence must follow the last one
 //!   (wrapping after i32::MAX), else OUT_OF_ORDER_SEQUENCE_NUMBER.
 //!
-//! The table is rebuilt from batch headers when a partition is opened (the
-//! log carries producer id, epoch and sequences), so it survives restarts
-//! and `kill -9` without a separate file.
+//! Transactions (checked after the sequence rules):
+//! - a transactional batch may open a transaction here only if the
+//!   transaction coordinator registered (producer id, epoch) for this
+//!   partition (AddPartitionsToTxn, see [`ProducerStateTable::allow_txn`]);
+//!   otherwise INVALID_TXN_STATE, or INVALID_PRODUCER_EPOCH if a newer epoch
+//!   was registered. This is Kafka's KIP-890 verification: a late batch that
+//!   arrives after its transaction's marker cannot open a transaction that
+//!   no coordinator will ever close (an LSO stuck forever);
+//! - a non-transactional batch from a producer with an open transaction
+//!   here: INVALID_TXN_STATE;
+//! - a marker (control batch) closes the producer's open transaction and
+//!   raises its epoch to the marker's; a marker with an older epoch than the
+//!   producer's is refused.
+//!
+//! The last stable offset (LSO) is the first offset of the oldest open
+//! transaction ([`ProducerStateTable::first_unstable_offset`]).
+//!
+//! The table is rebuilt from batch headers and markers when a partition is
+//! opened (the log carries producer id, epoch, sequences and transaction
+//! markers), so it survives restarts and `kill -9` without a separate file.
+//! Producers without an open transaction are forgotten
+//! `producer-id-expiration-ms` after their last batch's timestamp.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::log::batch::BatchHeader;
 
@@ -34,6 +53,11 @@ struct BatchMeta {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
+    /// Max timestamp of the producer's last batch or marker.
+    last_timestamp: i64,
+    coordinator_epoch: i32,
+    /// First offset of the open transaction in this partition.
+    txn_first_offset: Option<i64>,
 }
 
 /// Outcome of checking a batch before append.
@@ -48,6 +72,21 @@ pub enum SequenceCheck {
     },
     OutOfOrder,
     InvalidEpoch,
+    /// Transactional batch outside a registered transaction, or a
+    /// non-transactional one inside an open transaction.
+    InvalidTxnState,
+}
+
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// -1 when no transaction is open.
+    pub txn_start_offset: i64,
 }
 
 /// The last sequence of a batch, wrapping as producers do after i32::MAX.
@@ -66,6 +105,10 @@ fn next_sequence(seq: i32) -> i32 {
 #[derive(Debug, Default)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// First offset -> producer id of every open transaction.
+    ongoing: BTreeMap<i64, i64>,
+    /// Producer id -> epoch the coordinator registered this partition for.
+    verified: HashMap<i64, i16>,
 }
 
 impl ProducerStateTable {
@@ -73,9 +116,33 @@ impl ProducerStateTable {
         if h.producer_id < 0 {
             return SequenceCheck::Append;
         }
-        let Some(entry) = self.producers.get(&h.producer_id) else {
-            return SequenceCheck::Append;
+        let entry = self.producers.get(&h.producer_id);
+        let seq = match entry {
+            None => SequenceCheck::Append,
+            Some(entry) => Self::check_sequence(entry, h),
         };
+        if seq != SequenceCheck::Append {
+            return seq;
+        }
+        let open_txn = entry.is_some_and(|e| e.txn_first_offset.is_some());
+        if !h.is_transactional() {
+            return if open_txn {
+                SequenceCheck::InvalidTxnState
+            } else {
+                SequenceCheck::Append
+            };
+        }
+        if open_txn && entry.is_some_and(|e| e.epoch == h.producer_epoch) {
+            return SequenceCheck::Append;
+        }
+        match self.verified.get(&h.producer_id) {
+            Some(&e) if e == h.producer_epoch => SequenceCheck::Append,
+            Some(&e) if e > h.producer_epoch => SequenceCheck::InvalidEpoch,
+            _ => SequenceCheck::InvalidTxnState,
+        }
+    }
+
+    fn check_sequence(entry: &ProducerEntry, h: &BatchHeader) -> SequenceCheck {
         if h.producer_epoch < entry.epoch {
             return SequenceCheck::InvalidEpoch;
         }
@@ -103,7 +170,7 @@ impl ProducerStateTable {
         }
     }
 
-    /// Records an appended batch (with its assigned offsets).
+    /// Records an appended data batch (with its assigned offsets).
     pub fn update(&mut self, h: &BatchHeader) {
         if h.producer_id < 0 {
             return;
@@ -122,6 +189,92 @@ impl ProducerStateTable {
             base_offset: h.base_offset,
             last_offset: h.last_offset(),
         });
+        entry.last_timestamp = h.max_timestamp;
+        if h.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(h.base_offset);
+            self.ongoing.insert(h.base_offset, h.producer_id);
+        }
+    }
+
+    /// Whether a marker from `producer_id` at `epoch` may be written: never
+    /// with an epoch older than the producer's.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_none_or(|e| e.epoch <= epoch)
+    }
+
+    /// Records an appended marker: closes the producer's open transaction
+    /// (returning its first offset, if one was open here) and moves the
+    /// producer to the marker's epoch.
+    pub fn complete_txn(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+        timestamp: i64,
+    ) -> Option<i64> {
+        self.verified.remove(&producer_id);
+        let entry = self.producers.entry(producer_id).or_default();
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = timestamp;
+        let first = entry.txn_first_offset.take()?;
+        self.ongoing.remove(&first);
+        Some(first)
+    }
+
+    /// Lets `producer_id` at `epoch` open a transaction in this partition.
+    pub fn allow_txn(&mut self, producer_id: i64, epoch: i16) {
+        self.verified.insert(producer_id, epoch);
+    }
+
+    /// The first offset of the oldest open transaction.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// The first offset of the oldest open transaction of a producer other
+    /// than `producer_id` (Kafka's LSO recorded with an aborted transaction).
+    pub fn first_unstable_offset_except(&self, producer_id: i64) -> Option<i64> {
+        self.ongoing
+            .iter()
+            .find(|(_, pid)| **pid != producer_id)
+            .map(|(o, _)| *o)
+    }
+
+    /// Forgets producers idle for `expiration_ms` with no open transaction.
+    /// Returns how many were removed.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        let verified = &self.verified;
+        self.producers.retain(|pid, e| {
+            e.txn_first_offset.is_some()
+                || verified.contains_key(pid)
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
+    /// Every known producer, by id.
+    pub fn describe(&self) -> Vec<ProducerInfo> {
+        let mut out: Vec<ProducerInfo> = self
+            .producers
+            .iter()
+            .map(|(pid, e)| ProducerInfo {
+                producer_id: *pid,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map(|b| b.last_seq).unwrap_or(-1),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                txn_start_offset: e.txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,389 @@
+//! Transaction APIs: AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit,
+//! EndTxn and the admin views DescribeProducers, DescribeTransactions and
+//! ListTransactions. The decisions live in `txn::coordinator`; these map
+//! requests and responses, and PRODUCER_FENCED to INVALID_PRODUCER_EPOCH
+//! for request versions that predate it (as Kafka does).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::describe_transactions_response::{self, TopicData};
+use kafka_protocol::messages::list_transactions_response;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::*;
+
+use crate::broker::RequestContext;
+use crate::group::OffsetCommit;
+use crate::handlers::{str_bytes, topic_name};
+use crate::log::now_ms;
+use crate::protocol::HandlerResult;
+use crate::txn::coordinator::{TxnProducer, TxnState};
+
+/// PRODUCER_FENCED for clients that know it (`fenced_since` and later),
+/// INVALID_PRODUCER_EPOCH for older ones.
+fn fenced(e: ResponseError, version: i16, fenced_since: i16) -> i16 {
+    match e {
+        ResponseError::ProducerFenced if version < fenced_since => {
+            ResponseError::InvalidProducerEpoch.code()
+        }
+        e => e.code(),
+    }
+}
+
+fn producer(id: &TransactionalId, producer_id: i64, epoch: i16) -> TxnProducer<'_> {
+    TxnProducer {
+        id: id.0.as_str(),
+        producer_id,
+        epoch,
+    }
+}
+
+fn flatten(topics: &[AddPartitionsToTxnTopic]) -> Vec<(String, i32)> {
+    topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+        .collect()
+}
+
+/// (transactional id, producer id, epoch, verify only, partitions).
+type TxnToAdd = (TransactionalId, i64, i16, bool, Vec<(String, i32)>);
+
+/// Groups per-partition codes into the response's topic results.
+fn topic_results(codes: Vec<((String, i32), i16)>) -> Vec<AddPartitionsToTxnTopicResult> {
+    let mut by_topic: indexmap::IndexMap<String, Vec<AddPartitionsToTxnPartitionResult>> =
+        indexmap::IndexMap::new();
+    for ((t, p), code) in codes {
+        by_topic.entry(t).or_default().push(
+            AddPartitionsToTxnPartitionResult::default()
+                .with_partition_index(p)
+                .with_partition_error_code(code),
+        );
+    }
+    by_topic
+        .into_iter()
+        .map(|(t, parts)| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic_name(&t))
+                .with_results_by_partition(parts)
+        })
+        .collect()
+}
+
+pub async fn add_partitions_to_txn(
+    ctx: &RequestContext,
+    req: AddPartitionsToTxnRequest,
+) -> HandlerResult<AddPartitionsToTxnResponse> {
+    let v = ctx.api_version;
+    let broker = &ctx.broker;
+    let mut resp = AddPartitionsToTxnResponse::default();
+    // v0-3: one transaction from a client; v4+: a batch (from brokers,
+    // possibly verify-only).
+    let txns: Vec<TxnToAdd> = if v < 4 {
+        vec![(
+            req.v3_and_below_transactional_id,
+            req.v3_and_below_producer_id.0,
+            req.v3_and_below_producer_epoch,
+            false,
+            flatten(&req.v3_and_below_topics),
+        )]
+    } else {
+        req.transactions
+            .into_iter()
+            .map(|t| {
+                let parts = flatten(&t.topics);
+                (
+                    t.transactional_id,
+                    t.producer_id.0,
+                    t.producer_epoch,
+                    t.verify_only,
+                    parts,
+                )
+            })
+            .collect()
+    };
+    for (id, pid, epoch, verify_only, parts) in txns {
+        let result = if verify_only {
+            broker
+                .txns
+                .verify_partitions(producer(&id, pid, epoch), parts.clone())
+                .await
+        } else {
+            broker
+                .txns
+                .add_partitions(
+                    producer(&id, pid, epoch),
+                    parts.clone(),
+                    broker.participants(),
+                )
+                .await
+        };
+        let codes: Vec<((String, i32), i16)> = match result {
+            Ok(per) => per
+                .into_iter()
+                .map(|(tp, e)| (tp, e.map(|e| e.code()).unwrap_or(0)))
+                .collect(),
+            // One error for the whole transaction, reported per partition.
+            Err(e) => {
+                let code = fenced(e, v, 2);
+                parts.into_iter().map(|tp| (tp, code)).collect()
+            }
+        };
+        let topics = topic_results(codes);
+        if v < 4 {
+            resp.results_by_topic_v3_and_below = topics;
+        } else {
+            resp.results_by_transaction.push(
+                AddPartitionsToTxnResult::default()
+                    .with_transactional_id(id)
+                    .with_topic_results(topics),
+            );
+        }
+    }
+    Ok(Some(resp))
+}
+
+pub async fn add_offsets_to_txn(
+    ctx: &RequestContext,
+    req: AddOffsetsToTxnRequest,
+) -> HandlerResult<AddOffsetsToTxnResponse> {
+    let result = ctx
+        .broker
+        .txns
+        .add_offsets(
+            producer(&req.transactional_id, req.producer_id.0, req.producer_epoch),
+            req.group_id.0.as_str(),
+        )
+        .await;
+    let mut resp = AddOffsetsToTxnResponse::default();
+    if let Err(e) = result {
+        resp.error_code = fenced(e, ctx.api_version, 2);
+    }
+    Ok(Some(resp))
+}
+
+pub async fn txn_offset_commit(
+    ctx: &RequestContext,
+    req: TxnOffsetCommitRequest,
+) -> HandlerResult<TxnOffsetCommitResponse> {
+    let v = ctx.api_version;
+    let broker = &ctx.broker;
+    let offsets: Vec<OffsetCommit> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| OffsetCommit {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: if v >= 2 { p.committed_leader_epoch } else { -1 },
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    let member = (v >= 3).then(|| {
+        (
+            req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|s| s.as_str()),
+            req.generation_id,
+        )
+    });
+    let result = broker
+        .txns
+        .txn_offset_commit(
+            producer(&req.transactional_id, req.producer_id.0, req.producer_epoch),
+            req.group_id.0.as_str(),
+            member,
+            offsets,
+            broker.participants(),
+        )
+        .await;
+    let mut codes = match result {
+        Ok(codes) => codes.into_iter(),
+        Err(e) => {
+            vec![fenced(e, v, 3); req.topics.iter().map(|t| t.partitions.len()).sum()].into_iter()
+        }
+    };
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(codes.next().unwrap_or(0))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    Ok(Some(TxnOffsetCommitResponse::default().with_topics(topics)))
+}
+
+pub async fn end_txn(ctx: &RequestContext, req: EndTxnRequest) -> HandlerResult<EndTxnResponse> {
+    let broker = &ctx.broker;
+    let result = broker
+        .txns
+        .end_txn(
+            producer(&req.transactional_id, req.producer_id.0, req.producer_epoch),
+            req.committed,
+            broker.participants(),
+        )
+        .await;
+    let mut resp = EndTxnResponse::default()
+        .with_producer_id(req.producer_id)
+        .with_producer_epoch(req.producer_epoch);
+    if let Err(e) = result {
+        resp.error_code = fenced(e, ctx.api_version, 2);
+    }
+    Ok(Some(resp))
+}
+
+pub async fn describe_producers(
+    ctx: &RequestContext,
+    req: DescribeProducersRequest,
+) -> HandlerResult<DescribeProducersResponse> {
+    let logs = &ctx.broker.logs;
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = logs.topic(t.name.0.as_str());
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|&i| {
+                    let mut out = PartitionResponse::default().with_partition_index(i);
+                    match topic.as_ref().and_then(|t| t.partition(i)) {
+                        None => out.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                        Some(p) => {
+                            out.active_producers = p
+                                .producers()
+                                .into_iter()
+                                .map(|s| {
+                                    ProducerState::default()
+                                        .with_producer_id(ProducerId(s.producer_id))
+                                        .with_producer_epoch(s.epoch as i32)
+                                        .with_last_sequence(s.last_sequence)
+                                        .with_last_timestamp(s.last_timestamp)
+                                        .with_coordinator_epoch(s.coordinator_epoch)
+                                        .with_current_txn_start_offset(s.txn_start_offset)
+                                })
+                                .collect()
+                        }
+                    }
+                    out
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    Ok(Some(
+        DescribeProducersResponse::default().with_topics(topics),
+    ))
+}
+
+pub async fn describe_transactions(
+    ctx: &RequestContext,
+    req: DescribeTransactionsRequest,
+) -> HandlerResult<DescribeTransactionsResponse> {
+    let mut states = Vec::with_capacity(req.transactional_ids.len());
+    for id in req.transactional_ids {
+        let mut st = describe_transactions_response::TransactionState::default()
+            .with_transactional_id(id.clone())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+            .with_transaction_start_time_ms(-1);
+        match ctx.broker.txns.describe(id.0.as_str()).await {
+            None => st.error_code = ResponseError::TransactionalIdNotFound.code(),
+            Some(m) => {
+                st.transaction_state = str_bytes(m.state.name());
+                st.transaction_timeout_ms = m.timeout_ms;
+                st.transaction_start_time_ms = m.start_ms;
+                st.producer_id = ProducerId(m.producer_id);
+                st.producer_epoch = m.epoch;
+                let mut by_topic: indexmap::IndexMap<String, Vec<i32>> = indexmap::IndexMap::new();
+                for (t, p) in m.partitions {
+                    by_topic.entry(t).or_default().push(p);
+                }
+                st.topics = by_topic
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        TopicData::default()
+                            .with_topic(topic_name(&t))
+                            .with_partitions(parts)
+                    })
+                    .collect();
+            }
+        }
+        states.push(st);
+    }
+    Ok(Some(
+        DescribeTransactionsResponse::default().with_transaction_states(states),
+    ))
+}
+
+const STATES: [TxnState; 6] = [
+    TxnState::Empty,
+    TxnState::Ongoing,
+    TxnState::PrepareCommit,
+    TxnState::PrepareAbort,
+    TxnState::CompleteCommit,
+    TxnState::CompleteAbort,
+];
+
+pub async fn list_transactions(
+    ctx: &RequestContext,
+    req: ListTransactionsRequest,
+) -> HandlerResult<ListTransactionsResponse> {
+    let mut resp = ListTransactionsResponse::default();
+    let mut states = Vec::new();
+    for f in &req.state_filters {
+        match STATES.iter().find(|s| s.name() == f.as_str()) {
+            Some(s) => states.push(*s),
+            None => resp.unknown_state_filters.push(f.clone()),
+        }
+    }
+    let now = now_ms();
+    let min_duration = if ctx.api_version >= 1 {
+        req.duration_filter
+    } else {
+        -1
+    };
+    resp.transaction_states = ctx
+        .broker
+        .txns
+        .list()
+        .await
+        .into_iter()
+        .filter(|(_, _, s, _)| req.state_filters.is_empty() || states.contains(s))
+        .filter(|(_, pid, _, _)| {
+            req.producer_id_filters.is_empty()
+                || req.producer_id_filters.contains(&ProducerId(*pid))
+        })
+        // Only open transactions have a duration (Kafka: running longer than the filter).
+        .filter(|(_, _, s, start)| {
+            min_duration < 0 || (*s == TxnState::Ongoing && now - start >= min_duration)
+        })
+        .map(|(id, pid, s, _)| {
+            list_transactions_response::TransactionState::default()
+                .with_transactional_id(TransactionalId(str_bytes(id)))
+                .with_producer_id(ProducerId(pid))
+                .with_transaction_state(str_bytes(s.name()))
+        })
+        .collect();
+    Ok(Some(resp))
+}
