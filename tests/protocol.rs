@@ -843,7 +843,11 @@ async fn idempotent_producer_dedups_and_checks_sequences() {
                 .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx")))),
         )
         .await;
-    assert_ne!(txn.error_code, 0);
+    // A transactional id with no (zero) transaction timeout.
+    assert_eq!(
+        txn.error_code,
+        code(ResponseError::InvalidTransactionTimeout)
+    );
     b.stop().await;
 }
 

@@ -212,6 +212,20 @@ pub fn encode_uncompressed(
     records: &[PlainRecord],
     producer: Option<ProducerFields>,
 ) -> bytes::Bytes {
+    encode_plain(records, producer, false)
+}
+
+/// [`encode_uncompressed`] with the transactional attribute set, as a
+/// transactional producer sends its batches.
+pub fn encode_transactional(records: &[PlainRecord], producer: ProducerFields) -> bytes::Bytes {
+    encode_plain(records, Some(producer), true)
+}
+
+fn encode_plain(
+    records: &[PlainRecord],
+    producer: Option<ProducerFields>,
+    transactional: bool,
+) -> bytes::Bytes {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
@@ -220,7 +234,7 @@ pub fn encode_uncompressed(
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,

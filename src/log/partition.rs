@@ -961,6 +961,161 @@ mod tests {
         assert_eq!(p.max_timestamp_offset().unwrap(), Some((39, 20)));
     }
 
+    fn txn_batch(pid: i64, epoch: i16, seq: i32, values: &[&[u8]]) -> Bytes {
+        let records: Vec<batch::PlainRecord> = values
+            .iter()
+            .map(|v| batch::PlainRecord {
+                key: None,
+                value: Some(Bytes::copy_from_slice(v)),
+                timestamp: 1000,
+            })
+            .collect();
+        batch::encode_transactional(&records, (pid, epoch, seq))
+    }
+
+    fn marker(commit: bool) -> ControlMarker {
+        ControlMarker {
+            commit,
+            coordinator_epoch: 0,
+        }
+    }
+
+    fn committed(p: &Partition, from: i64) -> ReadResult {
+        p.read(from, 1 << 20, true, Isolation::ReadCommitted)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn lso_and_aborted_index_across_rolls_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        // Small segments: every transaction spans several.
+        let c = cfg(&[("segment.bytes", "250")]);
+        let p = Partition::create(dir.path(), "t", 0, c.clone()).unwrap();
+        p.append(&make_batch(&[b"plain"], 0), 0).await.unwrap(); // 0
+        p.allow_txn(1, 0);
+        p.allow_txn(2, 0);
+        p.append(&txn_batch(1, 0, 0, &[b"a1", b"a2"]), 0)
+            .await
+            .unwrap(); // 1-2
+        p.append(&txn_batch(2, 0, 0, &[b"b1"]), 0).await.unwrap(); // 3
+        p.append(&txn_batch(1, 0, 2, &[b"a3"]), 0).await.unwrap(); // 4
+        let o = p.offsets();
+        assert_eq!((o.high_watermark, o.last_stable), (5, 1));
+        // read_committed stops at the LSO; read_uncommitted does not.
+        let r = committed(&p, 0);
+        assert_eq!(batch::last_offset_in(&r.records), Some(0));
+        assert_eq!(r.last_stable_offset, 1);
+        assert!(committed(&p, 1).records.is_empty());
+        // Abort producer 1 (offsets 1-4 of it), commit producer 2.
+        assert_eq!(p.write_marker(1, 0, marker(false), 0).await.unwrap(), 5);
+        assert_eq!(p.offsets().last_stable, 3, "producer 2 still open at 3");
+        assert_eq!(p.write_marker(2, 0, marker(true), 0).await.unwrap(), 6);
+        assert_eq!(p.offsets().last_stable, 7);
+        // A third transaction, aborted, after more data.
+        p.append(&make_batch(&[b"plain2"], 0), 0).await.unwrap(); // 7
+        p.allow_txn(2, 0);
+        p.append(&txn_batch(2, 0, 1, &[b"b2"]), 0).await.unwrap(); // 8
+        p.write_marker(2, 0, marker(false), 0).await.unwrap(); // 9
+        assert!(p.segment_count() >= 3, "rolled: {}", p.segment_count());
+        let expect_all = vec![
+            AbortedTxn {
+                producer_id: 1,
+                first_offset: 1,
+                last_offset: 5,
+                last_stable_offset: 3,
+            },
+            AbortedTxn {
+                producer_id: 2,
+                first_offset: 8,
+                last_offset: 9,
+                last_stable_offset: 10,
+            },
+        ];
+        // Reads (one segment at a time) from `from` to the LSO 10: the
+        // aborted transactions listed along the way.
+        let aborted_seen = |p: &Partition, mut from: i64| {
+            let mut seen: Vec<AbortedTxn> = Vec::new();
+            while from < 10 {
+                let r = committed(p, from);
+                assert!(r
+                    .aborted
+                    .windows(2)
+                    .all(|w| w[0].first_offset <= w[1].first_offset));
+                for t in &r.aborted {
+                    if !seen.contains(t) {
+                        seen.push(*t);
+                    }
+                }
+                from = batch::last_offset_in(&r.records).unwrap() + 1;
+            }
+            seen
+        };
+        let check = |p: &Partition| {
+            assert_eq!(p.offsets().last_stable, 10);
+            assert_eq!(aborted_seen(p, 0), expect_all);
+            // From past the first abort marker, only the second is listed.
+            assert_eq!(aborted_seen(p, 6), expect_all[1..].to_vec());
+            // read_uncommitted never lists them.
+            assert!(p
+                .read(0, 1 << 20, true, Isolation::ReadUncommitted)
+                .unwrap()
+                .aborted
+                .is_empty());
+        };
+        check(&p);
+        // Rebuilt from the log, after a clean close and after a crash.
+        p.close().unwrap();
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, c.clone(), false).unwrap();
+        check(&p);
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, c.clone(), true).unwrap();
+        check(&p);
+        // An open transaction survives a reopen too, and so does fencing.
+        p.allow_txn(3, 0);
+        p.append(&txn_batch(3, 0, 0, &[b"c"]), 0).await.unwrap(); // 10
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, c.clone(), true).unwrap();
+        assert_eq!(p.offsets().last_stable, 10);
+        assert_eq!(
+            p.producers()
+                .iter()
+                .find(|s| s.producer_id == 3)
+                .unwrap()
+                .txn_start_offset,
+            10
+        );
+        p.write_marker(3, 1, marker(false), 0).await.unwrap();
+        assert!(matches!(
+            p.append(&txn_batch(3, 0, 1, &[b"zombie"]), 0).await,
+            Err(LogError::InvalidProducerEpoch { .. })
+        ));
+        assert_eq!(p.offsets().last_stable, 12);
+        // Retention of the segments holding the first abort drops its entry.
+        p.delete_records_before(7).unwrap();
+        assert_eq!(aborted_seen(&p, 7), expect_all[1..].to_vec());
+    }
+
+    #[tokio::test]
+    async fn transactional_batch_outside_a_registered_transaction_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::create(dir.path(), "t", 0, cfg(&[])).unwrap();
+        assert!(matches!(
+            p.append(&txn_batch(9, 0, 0, &[b"x"]), 0).await,
+            Err(LogError::InvalidTxnState { .. })
+        ));
+        assert_eq!(p.offsets().log_end, 0, "nothing appended");
+        p.allow_txn(9, 0);
+        p.append(&txn_batch(9, 0, 0, &[b"x"]), 0).await.unwrap();
+        p.write_marker(9, 0, marker(true), 0).await.unwrap();
+        // A late batch after the marker cannot reopen the transaction.
+        assert!(matches!(
+            p.append(&txn_batch(9, 0, 1, &[b"late"]), 0).await,
+            Err(LogError::InvalidTxnState { .. })
+        ));
+        assert_eq!(p.offsets().last_stable, 2);
+    }
+
     #[tokio::test]
     async fn delete_records_and_retention() {
         let dir = tempfile::tempdir().unwrap();

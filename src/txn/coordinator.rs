@@ -667,3 +667,305 @@ impl TxnCoordinator {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Broker;
+    use crate::config::Config;
+    use crate::group::OffsetCommit;
+    use crate::log::batch::{encode_transactional, PlainRecord};
+    use crate::log::partition::Isolation;
+
+    fn broker(dir: &std::path::Path) -> Broker {
+        let cfg = Config {
+            data_dir: dir.to_string_lossy().into_owned(),
+            transaction_max_timeout_ms: 60_000,
+            ..Config::default()
+        };
+        Broker::open(Arc::new(cfg), "127.0.0.1:0".parse().unwrap()).unwrap()
+    }
+
+    fn txn(producer_id: i64, epoch: i16) -> TxnProducer<'static> {
+        TxnProducer {
+            id: "tid",
+            producer_id,
+            epoch,
+        }
+    }
+
+    fn record(v: &'static [u8]) -> Vec<PlainRecord> {
+        vec![PlainRecord {
+            key: None,
+            value: Some(Bytes::from_static(v)),
+            timestamp: now_ms(),
+        }]
+    }
+
+    /// init + AddPartitionsToTxn(t-0) + one transactional batch.
+    async fn open_txn(b: &Broker, seq: i32) -> (i64, i16) {
+        let (pid, epoch) = b
+            .txns
+            .init_producer_id("tid", 10_000, None, b.participants())
+            .await
+            .unwrap();
+        let codes = b
+            .txns
+            .add_partitions(txn(pid, epoch), vec![("t".into(), 0)], b.participants())
+            .await
+            .unwrap();
+        assert_eq!(codes, vec![(("t".to_string(), 0), None)]);
+        let p = b.logs.topic("t").unwrap().partition(0).unwrap();
+        p.append(
+            &encode_transactional(&record(b"v"), (pid, epoch, seq)),
+            now_ms(),
+        )
+        .await
+        .unwrap();
+        (pid, epoch)
+    }
+
+    fn lso(b: &Broker) -> i64 {
+        b.logs
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .offsets()
+            .last_stable
+    }
+
+    #[tokio::test]
+    async fn timeout_aborts_and_fences_with_a_controlled_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.logs.create_topic("t", 1, 1, Default::default()).unwrap();
+        let (pid, epoch) = open_txn(&b, 0).await;
+        assert_eq!(lso(&b), 0);
+        let start = b.txns.describe("tid").await.unwrap().start_ms;
+        // Not yet expired.
+        b.txns.tick_at(start + 10_000, b.participants()).await;
+        assert_eq!(
+            b.txns.describe("tid").await.unwrap().state,
+            TxnState::Ongoing
+        );
+        b.txns.tick_at(start + 10_001, b.participants()).await;
+        let m = b.txns.describe("tid").await.unwrap();
+        assert_eq!((m.state, m.epoch), (TxnState::CompleteAbort, epoch + 1));
+        assert_eq!(lso(&b), 2, "abort marker written");
+        // The timed-out producer is fenced.
+        assert_eq!(
+            b.txns
+                .end_txn(txn(pid, epoch), true, b.participants())
+                .await,
+            Err(ResponseError::ProducerFenced)
+        );
+        // Nothing of it is visible to read_committed.
+        let p = b.logs.topic("t").unwrap().partition(0).unwrap();
+        let r = p.read(0, 1 << 20, true, Isolation::ReadCommitted).unwrap();
+        assert_eq!(r.aborted.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn errors_and_fencing_by_a_new_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.logs.create_topic("t", 1, 1, Default::default()).unwrap();
+        let p = b.participants();
+        assert_eq!(
+            b.txns.init_producer_id("tid", 60_001, None, p).await,
+            Err(ResponseError::InvalidTransactionTimeout)
+        );
+        assert_eq!(
+            b.txns.end_txn(txn(1, 0), true, p).await,
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        let (pid, epoch) = b
+            .txns
+            .init_producer_id("tid", 10_000, None, p)
+            .await
+            .unwrap();
+        // EndTxn with nothing in the transaction.
+        assert_eq!(
+            b.txns.end_txn(txn(pid, epoch), true, p).await,
+            Err(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(
+            b.txns.end_txn(txn(pid + 1, epoch), true, p).await,
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        // Unknown partition: nothing added, the others not attempted.
+        let codes = b
+            .txns
+            .add_partitions(
+                txn(pid, epoch),
+                vec![("t".into(), 0), ("nope".into(), 0)],
+                p,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            codes,
+            vec![
+                (
+                    ("t".to_string(), 0),
+                    Some(ResponseError::OperationNotAttempted)
+                ),
+                (
+                    ("nope".to_string(), 0),
+                    Some(ResponseError::UnknownTopicOrPartition)
+                ),
+            ]
+        );
+        assert_eq!(b.txns.describe("tid").await.unwrap().state, TxnState::Empty);
+        // A second instance while a transaction is open: the first is
+        // aborted at a bumped epoch and fenced.
+        let (pid, epoch) = open_txn(&b, 0).await;
+        let (pid2, epoch2) = b
+            .txns
+            .init_producer_id("tid", 10_000, None, p)
+            .await
+            .unwrap();
+        assert_eq!((pid2, epoch2), (pid, epoch + 2));
+        assert_eq!(lso(&b), 2);
+        assert_eq!(
+            b.txns
+                .add_partitions(txn(pid, epoch), vec![("t".into(), 0)], p)
+                .await,
+            Err(ResponseError::ProducerFenced)
+        );
+        let part = b.logs.topic("t").unwrap().partition(0).unwrap();
+        assert!(matches!(
+            part.append(
+                &encode_transactional(&record(b"z"), (pid, epoch, 1)),
+                now_ms()
+            )
+            .await,
+            Err(LogError::InvalidProducerEpoch { .. })
+        ));
+        // KIP-360: a known producer asking with a stale epoch is fenced; a
+        // retry of the last bump gets the current epoch back.
+        assert_eq!(
+            b.txns
+                .init_producer_id("tid", 10_000, Some((pid, epoch)), p)
+                .await,
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            b.txns
+                .init_producer_id("tid", 10_000, Some((pid2, epoch2 - 1)), p)
+                .await,
+            Ok((pid2, epoch2))
+        );
+        assert_eq!(
+            b.txns
+                .init_producer_id("tid", 10_000, Some((pid2, epoch2)), p)
+                .await,
+            Ok((pid2, epoch2 + 1))
+        );
+    }
+
+    #[tokio::test]
+    async fn offsets_commit_with_the_transaction_and_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let offset = |o: i64| OffsetCommit {
+            topic: "in".into(),
+            partition: 0,
+            offset: o,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        {
+            let b = broker(dir.path());
+            let p = b.participants();
+            let (pid, epoch) = b
+                .txns
+                .init_producer_id("tid", 10_000, None, p)
+                .await
+                .unwrap();
+            // Not added to the transaction yet.
+            assert_eq!(
+                b.txns
+                    .txn_offset_commit(txn(pid, epoch), "g", None, vec![offset(5)], p)
+                    .await,
+                Err(ResponseError::InvalidTxnState)
+            );
+            b.txns.add_offsets(txn(pid, epoch), "g").await.unwrap();
+            b.txns
+                .txn_offset_commit(txn(pid, epoch), "g", None, vec![offset(5)], p)
+                .await
+                .unwrap();
+            assert!(b
+                .groups
+                .unstable_partitions("g")
+                .await
+                .contains(&("in".into(), 0)));
+            let fetched = b.groups.fetch_offsets("g", None).await;
+            assert!(fetched.is_empty(), "pending offsets are not visible");
+            b.txns.end_txn(txn(pid, epoch), true, p).await.unwrap();
+            assert!(b.groups.unstable_partitions("g").await.is_empty());
+            // A second transaction, aborted: the committed offset stays 5.
+            b.txns.add_offsets(txn(pid, epoch), "g").await.unwrap();
+            b.txns
+                .txn_offset_commit(txn(pid, epoch), "g", None, vec![offset(9)], p)
+                .await
+                .unwrap();
+            b.txns.end_txn(txn(pid, epoch), false, p).await.unwrap();
+            // A third left open across the restart.
+            b.txns.add_offsets(txn(pid, epoch), "g").await.unwrap();
+            b.txns
+                .txn_offset_commit(txn(pid, epoch), "g", None, vec![offset(12)], p)
+                .await
+                .unwrap();
+        }
+        let b = broker(dir.path());
+        async fn committed(b: &Broker) -> Option<i64> {
+            let f = b.groups.fetch_offsets("g", None).await;
+            f[0].1[0].1.as_ref().map(|o| o.offset)
+        }
+        assert_eq!(committed(&b).await, Some(5));
+        assert!(b
+            .groups
+            .unstable_partitions("g")
+            .await
+            .contains(&("in".into(), 0)));
+        let m = b.txns.describe("tid").await.unwrap();
+        assert_eq!(m.state, TxnState::Ongoing);
+        b.txns
+            .end_txn(txn(m.producer_id, m.epoch), true, b.participants())
+            .await
+            .unwrap();
+        assert_eq!(committed(&b).await, Some(12));
+    }
+
+    #[tokio::test]
+    async fn a_decided_commit_is_completed_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = broker(dir.path());
+            b.logs.create_topic("t", 1, 1, Default::default()).unwrap();
+            open_txn(&b, 0).await;
+            // Crash between persisting PrepareCommit and writing markers.
+            let mut inner = b.txns.inner.lock().await;
+            let mut m = inner.txns["tid"].clone();
+            m.state = TxnState::PrepareCommit;
+            inner.store("tid", m).await.unwrap();
+        }
+        let b = broker(dir.path());
+        assert_eq!(lso(&b), 0, "undecided in the partition until completed");
+        assert_eq!(
+            b.txns.describe("tid").await.unwrap().state,
+            TxnState::PrepareCommit
+        );
+        b.txns.tick_at(now_ms(), b.participants()).await;
+        assert_eq!(
+            b.txns.describe("tid").await.unwrap().state,
+            TxnState::CompleteCommit
+        );
+        assert_eq!(lso(&b), 2);
+        let p = b.logs.topic("t").unwrap().partition(0).unwrap();
+        let r = p.read(0, 1 << 20, true, Isolation::ReadCommitted).unwrap();
+        assert!(r.aborted.is_empty());
+        assert_eq!(crate::log::batch::last_offset_in(&r.records), Some(1));
+    }
+}

@@ -308,6 +308,83 @@ mod tests {
         }
     }
 
+    fn txn(pid: i64, epoch: i16, seq: i32, count: i32, base: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 1 << 4,
+            ..h(pid, epoch, seq, count, base)
+        }
+    }
+
+    #[test]
+    fn transactions_need_registration_and_end_with_markers() {
+        let mut t = ProducerStateTable::default();
+        // Not registered by AddPartitionsToTxn: refused.
+        assert_eq!(
+            t.check(&txn(5, 0, 0, 2, -1)),
+            SequenceCheck::InvalidTxnState
+        );
+        t.allow_txn(5, 0);
+        assert_eq!(t.check(&txn(5, 0, 0, 2, -1)), SequenceCheck::Append);
+        t.update(&txn(5, 0, 0, 2, 10));
+        assert_eq!(t.first_unstable_offset(), Some(10));
+        // Later batches of the open transaction need no registration...
+        assert_eq!(t.check(&txn(5, 0, 2, 1, -1)), SequenceCheck::Append);
+        t.update(&txn(5, 0, 2, 1, 14));
+        assert_eq!(
+            t.first_unstable_offset(),
+            Some(10),
+            "LSO stays at the first offset"
+        );
+        // ...but a non-transactional batch from the same producer is refused.
+        assert_eq!(t.check(&h(5, 0, 3, 1, -1)), SequenceCheck::InvalidTxnState);
+        // A second producer's transaction.
+        t.allow_txn(6, 3);
+        t.update(&txn(6, 3, 0, 1, 12));
+        assert_eq!(t.first_unstable_offset_except(5), Some(12));
+        // The marker closes producer 5's transaction; the LSO moves to 12.
+        assert!(t.check_marker(5, 0));
+        assert_eq!(t.complete_txn(5, 0, 0, 99), Some(10));
+        assert_eq!(t.first_unstable_offset(), Some(12));
+        // After the marker, the same epoch cannot reopen without a new
+        // registration (a late batch).
+        assert_eq!(
+            t.check(&txn(5, 0, 3, 1, -1)),
+            SequenceCheck::InvalidTxnState
+        );
+        // A fencing marker at a higher epoch: older epochs are refused.
+        assert_eq!(t.complete_txn(6, 4, 0, 99), Some(12));
+        assert_eq!(t.first_unstable_offset(), None);
+        assert!(!t.check_marker(6, 3));
+        assert_eq!(t.check(&txn(6, 3, 1, 1, -1)), SequenceCheck::InvalidEpoch);
+        t.allow_txn(6, 5);
+        assert_eq!(t.check(&txn(6, 4, 0, 1, -1)), SequenceCheck::InvalidEpoch);
+        assert_eq!(t.check(&txn(6, 5, 0, 1, -1)), SequenceCheck::Append);
+        // A marker with no open transaction closes nothing.
+        assert_eq!(t.complete_txn(7, 0, 0, 99), None);
+        let described = t.describe();
+        assert_eq!(described.len(), 3);
+        assert_eq!(described[0].producer_id, 5);
+        assert_eq!(described[0].last_sequence, 2);
+        assert_eq!(described[0].txn_start_offset, -1);
+    }
+
+    #[test]
+    fn idle_producers_expire_but_not_with_an_open_transaction() {
+        let mut t = ProducerStateTable::default();
+        let mut a = h(1, 0, 0, 1, 0);
+        a.max_timestamp = 1_000;
+        t.update(&a);
+        t.allow_txn(2, 0);
+        let mut b = txn(2, 0, 0, 1, 1);
+        b.max_timestamp = 1_000;
+        t.update(&b);
+        assert_eq!(t.expire(1_500, 1_000), 0);
+        assert_eq!(t.expire(2_000, 1_000), 1);
+        assert_eq!(t.len(), 1, "the producer with an open transaction stays");
+        // Expired: its next batch is accepted whatever its sequence.
+        assert_eq!(t.check(&h(1, 0, 57, 1, -1)), SequenceCheck::Append);
+    }
+
     #[test]
     fn duplicates_gaps_epochs_and_wrap() {
         let mut t = ProducerStateTable::default();
