@@ -15,7 +15,8 @@
 //!   with offset and time indexes, recovery, retention.
 //! - [`group`]: the consumer group coordinator (classic protocol), committed
 //!   offsets, and their internal log.
-//! - [`txn`]: producer id allocation and idempotent-producer sequence state.
+//! - [`txn`]: exactly-once: producer ids, per-partition producer state
+//!   (sequences, open transactions, LSO) and the transaction coordinator.
 //! - [`broker`]: the shared state handlers see (config, logs, identity).
 //! - [`config`]: broker configuration (TOML, kebab-case, documented defaults).
 

@@ -167,6 +167,11 @@ pub fn validate_produce_batch(
             "clients may not send control batches",
         ));
     }
+    if header.is_transactional() && header.producer_id < 0 {
+        return Err(LogError::InvalidRecord(
+            "transactional batch without a producer id",
+        ));
+    }
     if header.producer_id >= 0 && header.base_sequence < 0 {
         return Err(LogError::InvalidRecord(
             "idempotent batch without a base sequence",
@@ -528,6 +533,16 @@ pub(crate) mod tests {
         c[17..21].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(
             validate_produce_batch(&c, 1 << 20),
+            Err(LogError::InvalidRecord(_))
+        ));
+
+        // Transactional without a producer id.
+        let mut t = make_batch(&[b"a"], 0);
+        t[21..23].copy_from_slice(&ATTR_TRANSACTIONAL.to_be_bytes());
+        let crc = compute_crc(&t);
+        t[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate_produce_batch(&t, 1 << 20),
             Err(LogError::InvalidRecord(_))
         ));
 

@@ -6,6 +6,7 @@
 //!     Partition         one Log behind a mutex + an append notification
 //!       Log             segments by base offset, log start/end offset, high watermark
 //!         Segment       <base>.log + <base>.index + <base>.timeindex
+//!   internal            the coordinators' key/value logs (groups, transactions)
 //! ```
 //!
 //! See `docs/storage-format.md` for the on-disk layout.
