@@ -61,8 +61,11 @@ struct Inner {
     pending: HashMap<String, PendingTxns>,
 }
 
+/// (topic, partition).
+type TopicPartition = (String, i32);
+
 /// Producer id -> the offsets its open transaction committed.
-type PendingTxns = HashMap<i64, HashMap<(String, i32), CommittedOffset>>;
+type PendingTxns = HashMap<i64, HashMap<TopicPartition, CommittedOffset>>;
 
 /// How long a FindCoordinator lookup counts as a consumer about to join.
 /// Consumers started together look the group up within a few ms of each
@@ -328,6 +331,35 @@ impl GroupCoordinator {
         Ok(codes)
     }
 
+    /// Per-offset codes (metadata too large is refused) and the offsets to
+    /// store, stamped `now`.
+    fn accept_offsets(
+        &self,
+        offsets: Vec<OffsetCommit>,
+        now: i64,
+    ) -> (Vec<i16>, Vec<(TopicPartition, CommittedOffset)>) {
+        let mut codes = Vec::with_capacity(offsets.len());
+        let mut accepted = Vec::new();
+        for o in offsets {
+            if o.metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes)
+            {
+                codes.push(code(ResponseError::OffsetMetadataTooLarge));
+                continue;
+            }
+            codes.push(0);
+            let value = CommittedOffset {
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+                commit_timestamp_ms: now,
+            };
+            accepted.push(((o.topic, o.partition), value));
+        }
+        (codes, accepted)
+    }
+
     /// OffsetCommit. Per-offset error codes, or one code for all.
     pub async fn commit(
         &self,
@@ -353,32 +385,16 @@ impl GroupCoordinator {
         }
         let g = inner.groups.get(group_id).expect("present");
         g.validate_commit(member_id, instance_id, generation)?;
-        let mut records = Vec::new();
-        let mut codes = Vec::with_capacity(offsets.len());
-        let mut accepted = Vec::new();
-        for o in offsets {
-            if o.metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes)
-            {
-                codes.push(code(ResponseError::OffsetMetadataTooLarge));
-                continue;
-            }
-            codes.push(0);
-            let value = CommittedOffset {
-                offset: o.offset,
-                leader_epoch: o.leader_epoch,
-                metadata: o.metadata,
-                commit_timestamp_ms: now,
-            };
-            records.push(StoreRecord::Offset {
+        let (codes, accepted) = self.accept_offsets(offsets, now);
+        let records = accepted
+            .iter()
+            .map(|((topic, partition), value)| StoreRecord::Offset {
                 group: group_id.into(),
-                topic: o.topic.clone(),
-                partition: o.partition,
+                topic: topic.clone(),
+                partition: *partition,
                 value: Some(value.clone()),
-            });
-            accepted.push(((o.topic, o.partition), value));
-        }
+            })
+            .collect();
         // Durable first, visible second: an acknowledged commit is on disk
         // (page cache at least) before it is applied and answered.
         inner.persist(records).await?;
@@ -454,33 +470,17 @@ impl GroupCoordinator {
                 g.validate_commit(member_id, instance_id, generation)?;
             }
         }
-        let mut records = Vec::new();
-        let mut codes = Vec::with_capacity(offsets.len());
-        let mut accepted = Vec::new();
-        for o in offsets {
-            if o.metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > self.cfg.offset_metadata_max_bytes)
-            {
-                codes.push(code(ResponseError::OffsetMetadataTooLarge));
-                continue;
-            }
-            codes.push(0);
-            let value = CommittedOffset {
-                offset: o.offset,
-                leader_epoch: o.leader_epoch,
-                metadata: o.metadata,
-                commit_timestamp_ms: now,
-            };
-            records.push(StoreRecord::TxnOffset {
+        let (codes, accepted) = self.accept_offsets(offsets, now);
+        let records = accepted
+            .iter()
+            .map(|((topic, partition), value)| StoreRecord::TxnOffset {
                 group: group_id.into(),
-                topic: o.topic.clone(),
-                partition: o.partition,
+                topic: topic.clone(),
+                partition: *partition,
                 producer_id,
                 value: value.clone(),
-            });
-            accepted.push(((o.topic, o.partition), value));
-        }
+            })
+            .collect();
         inner.persist(records).await?;
         inner
             .pending

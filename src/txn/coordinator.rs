@@ -229,9 +229,13 @@ impl Inner {
         Ok(())
     }
 
-    /// The open transaction's checks shared by AddPartitionsToTxn,
-    /// AddOffsetsToTxn, TxnOffsetCommit and EndTxn.
-    fn check_producer(&self, id: &str, producer_id: i64, epoch: i16) -> TxnResult<&TxnMetadata> {
+    /// The id must map to this producer id, at this epoch.
+    fn check_identity(&self, txn: TxnProducer<'_>) -> TxnResult<&TxnMetadata> {
+        let TxnProducer {
+            id,
+            producer_id,
+            epoch,
+        } = txn;
         let meta = self
             .txns
             .get(id)
@@ -242,6 +246,13 @@ impl Inner {
         if meta.epoch != epoch {
             return Err(ResponseError::ProducerFenced);
         }
+        Ok(meta)
+    }
+
+    /// The checks shared by AddPartitionsToTxn, AddOffsetsToTxn and
+    /// TxnOffsetCommit: the producer, and no outcome being written.
+    fn check_producer(&self, txn: TxnProducer<'_>) -> TxnResult<&TxnMetadata> {
+        let meta = self.check_identity(txn)?;
         if matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
             return Err(ResponseError::ConcurrentTransactions);
         }
@@ -451,12 +462,10 @@ impl TxnCoordinator {
         p: Participants<'_>,
     ) -> TxnResult<Vec<((String, i32), Option<ResponseError>)>> {
         let TxnProducer {
-            id,
-            producer_id,
-            epoch,
+            id, producer_id, ..
         } = txn;
         let mut inner = self.inner.lock().await;
-        let meta = inner.check_producer(id, producer_id, epoch)?.clone();
+        let meta = inner.check_producer(txn)?.clone();
         let resolved: Vec<_> = partitions
             .into_iter()
             .map(|(t, i)| {
@@ -491,7 +500,7 @@ impl TxnCoordinator {
         Ok(resolved
             .into_iter()
             .map(|(tp, part)| {
-                part.expect("checked").allow_txn(producer_id, epoch);
+                part.expect("checked").allow_txn(producer_id, txn.epoch);
                 (tp, None)
             })
             .collect())
@@ -504,13 +513,8 @@ impl TxnCoordinator {
         txn: TxnProducer<'_>,
         partitions: Vec<(String, i32)>,
     ) -> TxnResult<Vec<((String, i32), Option<ResponseError>)>> {
-        let TxnProducer {
-            id,
-            producer_id,
-            epoch,
-        } = txn;
         let inner = self.inner.lock().await;
-        let meta = inner.check_producer(id, producer_id, epoch)?;
+        let meta = inner.check_producer(txn)?;
         Ok(partitions
             .into_iter()
             .map(|tp| {
@@ -522,13 +526,9 @@ impl TxnCoordinator {
 
     /// AddOffsetsToTxn: the group's offsets join the transaction.
     pub async fn add_offsets(&self, txn: TxnProducer<'_>, group_id: &str) -> TxnResult<()> {
-        let TxnProducer {
-            id,
-            producer_id,
-            epoch,
-        } = txn;
+        let id = txn.id;
         let mut inner = self.inner.lock().await;
-        let meta = inner.check_producer(id, producer_id, epoch)?.clone();
+        let meta = inner.check_producer(txn)?.clone();
         let mut next = meta.clone();
         next.groups.insert(group_id.to_string());
         if next.state != TxnState::Ongoing {
@@ -553,13 +553,9 @@ impl TxnCoordinator {
         offsets: Vec<crate::group::OffsetCommit>,
         p: Participants<'_>,
     ) -> TxnResult<Vec<i16>> {
-        let TxnProducer {
-            id,
-            producer_id,
-            epoch,
-        } = txn;
+        let producer_id = txn.producer_id;
         let inner = self.inner.lock().await;
-        let meta = inner.check_producer(id, producer_id, epoch)?;
+        let meta = inner.check_producer(txn)?;
         if meta.state != TxnState::Ongoing || !meta.groups.contains(group_id) {
             return Err(ResponseError::InvalidTxnState);
         }
@@ -580,23 +576,10 @@ impl TxnCoordinator {
         commit: bool,
         p: Participants<'_>,
     ) -> TxnResult<()> {
-        let TxnProducer {
-            id,
-            producer_id,
-            epoch,
-        } = txn;
+        let id = txn.id;
         let mut inner = self.inner.lock().await;
-        let meta = inner
-            .txns
-            .get(id)
-            .ok_or(ResponseError::InvalidProducerIdMapping)?;
-        if meta.producer_id != producer_id {
-            return Err(ResponseError::InvalidProducerIdMapping);
-        }
-        if meta.epoch != epoch {
-            return Err(ResponseError::ProducerFenced);
-        }
-        match (meta.state, commit) {
+        let state = inner.check_identity(txn)?.state;
+        match (state, commit) {
             (TxnState::Ongoing, _) => inner.complete(id, commit, p).await,
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
