@@ -12,6 +12,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use weir::config::Config;
 use weir::log::batch::{encode_uncompressed, validate_produce_batch, PlainRecord};
 use weir::log::index::OffsetIndex;
+use weir::log::partition::Isolation;
 use weir::log::topic_config::TopicConfig;
 use weir::log::Partition;
 
@@ -105,7 +106,10 @@ fn fetch_read(c: &mut Criterion) {
         bench.iter(|| {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
             let offset = (x % (end as u64 - 2000)) as i64;
-            black_box(p.read(offset, 1 << 20, true).unwrap())
+            black_box(
+                p.read(offset, 1 << 20, true, Isolation::ReadUncommitted)
+                    .unwrap(),
+            )
         })
     });
     g.finish();
