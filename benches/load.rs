@@ -656,6 +656,7 @@ fn compare(o: &Opts, old: &str, scale: usize, rounds: usize) {
         ("produce 1 KiB", vec![], vec![]),
         ("produce 100 B", vec![], vec![]),
         ("consume 1 KiB", vec![], vec![]),
+        ("produce 1 KiB, acks=all, fsync before ack", vec![], vec![]),
     ];
     // Warm the page cache allocator first, as in the full run.
     {
@@ -674,7 +675,11 @@ fn compare(o: &Opts, old: &str, scale: usize, rounds: usize) {
             let p1k = produce_run(&w.addr, "ab", 1, 1024, count_1k, "1");
             let c1k = consume_run(&w.addr, "ab", 1, count_1k);
             let p100 = produce_run(&w.addr, "ab100", 1, 100, count_1k * 4, "1");
-            for (row, v) in rows.iter_mut().zip([p1k, p100, c1k]) {
+            drop(w);
+            let w = Weir::start(bin, true);
+            create_topic(&w.addr, "abf", 1);
+            let fsync = produce_run(&w.addr, "abf", 1, 1024, count_1k / 2, "all");
+            for (row, v) in rows.iter_mut().zip([p1k, p100, c1k, fsync]) {
                 if is_new {
                     row.1.push(v)
                 } else {

@@ -21,58 +21,84 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads one frame into `buf` and returns it. `Ok(None)` on a clean end of
-/// stream.
-///
-/// `buf` is the connection's reusable read buffer: the frame is split off it
-/// as `Bytes`, and once the request that borrowed it is done, the next
-/// `reserve` reclaims the same allocation instead of touching fresh memory
-/// (first touch of new pages is expensive on VMs).
+/// Reads frames from a stream. Cancel-safe: progress through a partly
+/// received frame is kept in `self` and the buffer, so the server can race
+/// the next read against responses that become ready (pipelined produces
+/// waiting for an fsync) without losing bytes.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    size: [u8; 4],
+    /// Bytes of `size` received so far.
+    have: usize,
+    /// The size, once all four bytes arrived and passed the checks.
+    body: Option<usize>,
+}
+
+impl FrameReader {
+    /// Reads one frame into `buf` and returns it. `Ok(None)` on a clean end
+    /// of stream.
+    ///
+    /// `buf` is the connection's reusable read buffer: the frame is split
+    /// off it as `Bytes`, and once the request that borrowed it is done, the
+    /// next `reserve` reclaims the same allocation instead of touching fresh
+    /// memory (first touch of new pages is expensive on VMs).
+    pub async fn read_frame<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        buf: &mut BytesMut,
+        max: usize,
+    ) -> Result<Option<Bytes>, FrameError> {
+        while self.body.is_none() {
+            // One `read` per await: cancelling between them loses nothing.
+            let n = reader.read(&mut self.size[self.have..]).await?;
+            if n == 0 {
+                return if self.have == 0 {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+            self.have += n;
+            if self.have == 4 {
+                let size = i32::from_be_bytes(self.size);
+                self.have = 0;
+                if size < 0 {
+                    return Err(FrameError::Negative(size));
+                }
+                if size as usize > max {
+                    return Err(FrameError::TooLarge {
+                        size: size as i64,
+                        max,
+                    });
+                }
+                buf.clear();
+                buf.reserve(size as usize);
+                self.body = Some(size as usize);
+            }
+        }
+        let size = self.body.expect("set above");
+        while buf.len() < size {
+            let want = size - buf.len();
+            // `take` stops the read at the frame boundary; pipelined requests
+            // stay in the reader for the next call. `read_buf` is
+            // cancel-safe: bytes land in `buf` only when it completes.
+            if (&mut *reader).take(want as u64).read_buf(buf).await? == 0 {
+                return Err(FrameError::Truncated);
+            }
+        }
+        self.body = None;
+        Ok(Some(buf.split().freeze()))
+    }
+}
+
+/// Reads one frame with a fresh [`FrameReader`] (for callers that never
+/// cancel a read).
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<Option<Bytes>, FrameError> {
-    let mut size = [0u8; 4];
-    match reader.read_exact(&mut size[..1]).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    reader
-        .read_exact(&mut size[1..])
-        .await
-        .map_err(eof_is_truncated)?;
-    let size = i32::from_be_bytes(size);
-    if size < 0 {
-        return Err(FrameError::Negative(size));
-    }
-    let size = size as usize;
-    if size > max {
-        return Err(FrameError::TooLarge {
-            size: size as i64,
-            max,
-        });
-    }
-    buf.clear();
-    buf.reserve(size);
-    while buf.len() < size {
-        let want = size - buf.len();
-        // `take` stops the read at the frame boundary; pipelined requests
-        // stay in the reader for the next call.
-        if (&mut *reader).take(want as u64).read_buf(buf).await? == 0 {
-            return Err(FrameError::Truncated);
-        }
-    }
-    Ok(Some(buf.split().freeze()))
-}
-
-fn eof_is_truncated(e: std::io::Error) -> FrameError {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        FrameError::Truncated
-    } else {
-        FrameError::Io(e)
-    }
+    FrameReader::default().read_frame(reader, buf, max).await
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! written); wait for them (bounded); flush and close every log; leave the
 //! clean-shutdown marker.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::connection::{read_frame, FrameError};
+use crate::connection::{FrameError, FrameReader};
 use crate::protocol;
 
 /// How long shutdown waits for in-flight requests before closing anyway.
@@ -98,23 +99,49 @@ async fn serve_connection(
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let max = broker.config.socket_request_max_bytes as usize;
-    // Reused across requests: see `read_frame` and `handle_frame`.
+    // Reused across requests: see `FrameReader::read_frame` and `handle_frame`.
     let mut read_buf = BytesMut::new();
     let mut write_buf = BytesMut::new();
+    let mut frames = FrameReader::default();
+    // Responses behind a deferred Produce (fsync pending), in request order.
+    // Invariant: empty, or its front is `Pending::Waiting`; `write_buf`
+    // holds responses that precede all of it.
+    let mut queue: VecDeque<Pending> = VecDeque::new();
     let conn = protocol::Connection {
         broker,
         local_addr: local,
         peer_addr: peer,
     };
     loop {
+        // Back-pressure: bound the produces waiting on fsyncs.
+        if queue.len() >= MAX_DEFERRED {
+            if !answer_head(&mut queue, &mut write_buf, peer).await
+                || !flush(&mut writer, &mut write_buf).await
+            {
+                break;
+            }
+            continue;
+        }
         // Only the wait for the next request races with shutdown: a request
-        // already read is always answered.
-        let frame = tokio::select! {
+        // already read is always answered. Reading is cancel-safe, so it also
+        // races with the oldest deferred response becoming ready.
+        let event = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break,
-            frame = read_frame(&mut reader, &mut read_buf, max) => frame,
+            _ = stop.wait_for(|s| *s) => None,
+            ok = answer_head(&mut queue, &mut write_buf, peer), if !queue.is_empty() => Some(Err(ok)),
+            frame = frames.read_frame(&mut reader, &mut read_buf, max) => Some(Ok(frame)),
         };
-        let frame = match frame {
+        let event = match event {
+            None => break,
+            Some(Err(answered)) => {
+                if !answered || !flush(&mut writer, &mut write_buf).await {
+                    break;
+                }
+                continue;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let frame = match event {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             // A peer vanishing mid-frame is routine; a malformed frame is not.
@@ -127,17 +154,39 @@ async fn serve_connection(
                 break;
             }
         };
+        // Only produces pipeline behind a deferred produce; anything else
+        // is handled after every earlier request is answered, as Kafka does.
+        if !queue.is_empty()
+            && !is_produce(&frame)
+            && !drain(&mut queue, &mut write_buf, peer).await
+        {
+            break;
+        }
         // Requests that may wait (Fetch long polls, JoinGroup, SyncGroup)
         // must not hold back responses already computed.
         if may_wait(&frame) && !flush(&mut writer, &mut write_buf).await {
             break;
         }
-        let mark = write_buf.len();
-        if let Err(e) = protocol::handle_frame(&conn, frame, &mut write_buf).await {
-            // Drop whatever a failed encode left behind; earlier responses stay.
-            write_buf.truncate(mark);
-            tracing::warn!(%peer, error = %e, "closing connection");
-            break;
+        // Behind a deferred response, an immediate one is queued, not written.
+        let mut behind = BytesMut::new();
+        let out = if queue.is_empty() {
+            &mut write_buf
+        } else {
+            &mut behind
+        };
+        let mark = out.len();
+        match protocol::handle_frame(&conn, frame, out).await {
+            Ok(protocol::Handled::Answered(_)) => {}
+            Ok(protocol::Handled::Deferred(fut)) => queue.push_back(Pending::Waiting(fut)),
+            Err(e) => {
+                // Drop whatever a failed encode left behind; earlier responses stay.
+                out.truncate(mark);
+                tracing::warn!(%peer, error = %e, "closing connection");
+                break;
+            }
+        }
+        if !behind.is_empty() {
+            queue.push_back(Pending::Ready(behind));
         }
         // Pipelined requests already buffered are answered first and their
         // responses written together: one write syscall instead of many.
@@ -148,8 +197,57 @@ async fn serve_connection(
         }
     }
     // Responses of requests handled before a close are still delivered.
+    drain(&mut queue, &mut write_buf, peer).await;
     let _ = flush(&mut writer, &mut write_buf).await;
     let _ = writer.shutdown().await;
+}
+
+/// Deferred produces a connection may have waiting for fsyncs at once.
+const MAX_DEFERRED: usize = 64;
+
+/// A response in a connection's ordered queue.
+enum Pending {
+    Ready(BytesMut),
+    Waiting(protocol::DeferredResponse),
+}
+
+fn is_produce(frame: &[u8]) -> bool {
+    frame.len() >= 2 && i16::from_be_bytes([frame[0], frame[1]]) == 0
+}
+
+/// Waits for the queue's front (a deferred response), then moves it and
+/// the ready responses behind it into `out`. False if it failed (the
+/// connection must close). Cancel-safe: nothing moves until the front is
+/// done.
+async fn answer_head(queue: &mut VecDeque<Pending>, out: &mut BytesMut, peer: SocketAddr) -> bool {
+    let result = match queue.front_mut() {
+        Some(Pending::Waiting(fut)) => fut.await,
+        Some(Pending::Ready(_)) | None => Ok(BytesMut::new()),
+    };
+    queue.pop_front();
+    match result {
+        Ok(bytes) => out.extend_from_slice(&bytes),
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "closing connection");
+            return false;
+        }
+    }
+    while let Some(Pending::Ready(_)) = queue.front() {
+        if let Some(Pending::Ready(bytes)) = queue.pop_front() {
+            out.extend_from_slice(&bytes);
+        }
+    }
+    true
+}
+
+/// Answers everything queued, in order.
+async fn drain(queue: &mut VecDeque<Pending>, out: &mut BytesMut, peer: SocketAddr) -> bool {
+    while !queue.is_empty() {
+        if !answer_head(queue, out, peer).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Writes and clears the pending responses; false if the peer is gone.

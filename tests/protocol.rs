@@ -919,3 +919,70 @@ async fn pipelined_requests_are_answered_in_order() {
     assert_eq!(decode_records(&p.records).len(), 3);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_produces_to_fsync_topics_answer_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    c.create_topic("f", 1, &[("flush.messages", "1")]).await;
+    c.create_topic("p", 1, &[]).await;
+    // Produces waiting for fsyncs, an immediate produce behind them, an
+    // acks=0 one, a Metadata (handled only after every earlier answer), and
+    // more produces after it.
+    let mut all = BytesMut::new();
+    // (correlation id, is a produce) of every request that gets an answer.
+    let mut expected = Vec::new();
+    let mut add = |bytes: BytesMut, answered: Option<bool>| {
+        let id = i32::from_be_bytes(bytes[8..12].try_into().unwrap());
+        all.extend_from_slice(&bytes);
+        if let Some(produce) = answered {
+            expected.push((id, produce));
+        }
+    };
+    for i in 0..20 {
+        let req = produce_request("f", 0, batch(&[format!("v{i}").as_bytes()], 0), -1);
+        let bytes = c.encode(9, &req);
+        add(bytes, Some(true));
+    }
+    let bytes = c.encode(9, &produce_request("p", 0, batch(&[b"x"], 0), 1));
+    add(bytes, Some(true));
+    let bytes = c.encode(9, &produce_request("f", 0, batch(&[b"zero"], 0), 0));
+    add(bytes, None);
+    let bytes = c.encode(12, &MetadataRequest::default().with_topics(None));
+    add(bytes, Some(false));
+    for i in 0..5 {
+        let req = produce_request("f", 0, batch(&[format!("w{i}").as_bytes()], 0), -1);
+        let bytes = c.encode(9, &req);
+        add(bytes, Some(true));
+    }
+    c.send_raw(&all).await;
+    let mut got = Vec::new();
+    let mut offsets = Vec::new();
+    for (_, produce) in &expected {
+        let frame = c.read_frame().await.expect("response");
+        got.push((i32::from_be_bytes(frame[..4].try_into().unwrap()), *produce));
+        if *produce {
+            // Produce v9 responses have the flexible header: id + tag byte.
+            let mut body = frame.slice(5..);
+            let resp =
+                <ProduceResponse as kafka_protocol::protocol::Decodable>::decode(&mut body, 9)
+                    .unwrap();
+            let p = &resp.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, 0);
+            offsets.push(p.base_offset);
+        }
+    }
+    assert_eq!(got, expected, "responses in request order");
+    // 20 + acks=0 + 5 records in "f", in request order; "p" got offset 0.
+    let f_offsets: Vec<i64> = offsets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 20)
+        .map(|(_, o)| *o)
+        .collect();
+    assert_eq!(f_offsets, (0..20).chain(21..26).collect::<Vec<i64>>());
+    let p = c.fetch(11, "f", 0, 0, 1 << 20).await;
+    assert_eq!(p.high_watermark, 26, "every acknowledged record is flushed");
+    b.stop().await;
+}

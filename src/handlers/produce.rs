@@ -1,6 +1,15 @@
 //! Produce: validate and append one batch per partition. acks=0 gets no
 //! response; if such a produce fails the connection is closed, the only
 //! signal a fire-and-forget client can notice.
+//!
+//! Two phases: [`append_all`] appends every batch to the page cache at once
+//! (no await: the appends of a connection's pipelined requests happen in
+//! request order); [`finish`] then waits for the fsyncs that
+//! fsync-before-ack topics need before the response may go out. The server
+//! runs `finish` of one request while it appends the next, so a single
+//! producer connection still gets group commit.
+
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -8,16 +17,47 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use crate::broker::RequestContext;
 use crate::handlers::{str_bytes, topic_name};
-use crate::log::now_ms;
+use crate::log::{now_ms, Partition};
 use crate::protocol::{HandlerResult, ProtocolError};
 
+/// A produce request whose batches are in the page cache.
+pub struct Appended {
+    version: i16,
+    acks: i16,
+    resp: ProduceResponse,
+    /// (partition, flush target, topic index, partition index in the response).
+    waits: Vec<(Arc<Partition>, i64, usize, usize)>,
+    first_error: Option<String>,
+}
+
+impl Appended {
+    /// Whether acknowledging needs an fsync first.
+    pub fn must_wait(&self) -> bool {
+        !self.waits.is_empty()
+    }
+}
+
 pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> HandlerResult<ProduceResponse> {
+    finish(append_all(ctx, req)).await
+}
+
+fn fail(out: &mut PartitionProduceResponse, version: i16, code: i16, message: String) {
+    out.error_code = code;
+    out.base_offset = -1;
+    if version >= 8 {
+        out.error_message = Some(str_bytes(message));
+    }
+}
+
+/// Appends every partition's batch; nothing here awaits.
+pub fn append_all(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     let v = ctx.api_version;
     let logs = &ctx.broker.logs;
     let acks_valid = matches!(req.acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut waits = Vec::new();
     let mut first_error: Option<String> = None;
-    for td in req.topic_data {
+    for (ti, td) in req.topic_data.into_iter().enumerate() {
         // v13 names topics by id only.
         let topic = if v >= 13 {
             logs.topic_by_id(td.topic_id)
@@ -30,7 +70,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> HandlerResult<
             ResponseError::UnknownTopicOrPartition.code()
         };
         let mut partitions = Vec::with_capacity(td.partition_data.len());
-        for pd in td.partition_data {
+        for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let mut out = PartitionProduceResponse::default()
                 .with_index(pd.index)
                 .with_base_offset(-1);
@@ -53,28 +93,27 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> HandlerResult<
                     "null records".to_string(),
                 )),
                 (Some(p), Some(records)) => p
-                    .append(records, now_ms())
-                    .await
+                    .append_nowait(records, now_ms())
                     .map_err(|e| (e.code(), e.to_string())),
             };
             match result {
-                Ok(info) => {
+                Ok((info, flush)) => {
                     out.base_offset = info.base_offset;
                     out.log_append_time_ms = info.log_append_time;
                     if v >= 5 {
                         out.log_start_offset = info.log_start_offset;
                     }
+                    if let (Some(target), Some(p)) = (flush, &partition) {
+                        waits.push((p.clone(), target, ti, pi));
+                    }
                 }
                 Err((code, message)) => {
-                    out.error_code = code;
-                    if v >= 8 {
-                        out.error_message = Some(str_bytes(message.clone()));
-                    }
                     first_error.get_or_insert(format!(
                         "{}-{}: {message}",
                         td.name.0.as_str(),
                         pd.index
                     ));
+                    fail(&mut out, v, code, message);
                 }
             }
             partitions.push(out);
@@ -87,11 +126,32 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> HandlerResult<
         }
         responses.push(tr);
     }
-    if req.acks == 0 {
-        return match first_error {
+    Appended {
+        version: v,
+        acks: req.acks,
+        resp: ProduceResponse::default().with_responses(responses),
+        waits,
+        first_error,
+    }
+}
+
+/// Waits for the fsyncs the appends need, then gives the response (none
+/// for acks=0). A failed fsync fails its partition's result.
+pub async fn finish(mut a: Appended) -> HandlerResult<ProduceResponse> {
+    for (p, target, ti, pi) in std::mem::take(&mut a.waits) {
+        if let Err(e) = p.flush_to(target).await {
+            let message = e.to_string();
+            a.first_error
+                .get_or_insert(format!("{}-{}: {message}", p.topic, p.index));
+            let out = &mut a.resp.responses[ti].partition_responses[pi];
+            fail(out, a.version, e.code(), message);
+        }
+    }
+    if a.acks == 0 {
+        return match a.first_error {
             Some(e) => Err(ProtocolError::Acks0Failure(e)),
             None => Ok(None),
         };
     }
-    Ok(Some(ProduceResponse::default().with_responses(responses)))
+    Ok(Some(a.resp))
 }

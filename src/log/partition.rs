@@ -255,11 +255,23 @@ impl Partition {
     /// Validates and appends one Produce batch, then, for fsync-before-ack
     /// topics, waits for the group-commit fsync covering it.
     pub async fn append(&self, batch: &[u8], now_ms: i64) -> Result<AppendInfo> {
-        let (info, wait_for_flush, flush_soon) = self.append_in_page_cache(batch, now_ms)?;
-        if wait_for_flush || flush_soon {
-            self.flush_to(info.last_offset + 1).await?;
+        let (info, flush) = self.append_nowait(batch, now_ms)?;
+        if let Some(target) = flush {
+            self.flush_to(target).await?;
         }
         Ok(info)
+    }
+
+    /// [`Self::append`] without the wait: the batch is in the page cache
+    /// when this returns; `Some(target)` means `flush_to(target)` must
+    /// complete before the append may be acknowledged (fsync-before-ack, or
+    /// `flush.messages` reached). Lets a connection append its next
+    /// pipelined batch while this one's fsync runs, so one group commit
+    /// covers both.
+    pub fn append_nowait(&self, batch: &[u8], now_ms: i64) -> Result<(AppendInfo, Option<i64>)> {
+        let (info, wait_for_flush, flush_soon) = self.append_in_page_cache(batch, now_ms)?;
+        let flush = (wait_for_flush || flush_soon).then_some(info.last_offset + 1);
+        Ok((info, flush))
     }
 
     /// The synchronous part of an append: validation, offset assignment,

@@ -58,6 +58,19 @@ pub struct Connection {
 /// A handler's answer: `None` sends nothing (acks=0 Produce).
 pub type HandlerResult<R> = Result<Option<R>, ProtocolError>;
 
+/// A framed response that is not ready yet (an empty buffer: no response).
+pub type DeferredResponse =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<BytesMut, ProtocolError>> + Send>>;
+
+/// What handling a frame produced.
+pub enum Handled {
+    /// Done; `true` if a response was written to the output buffer.
+    Answered(bool),
+    /// A Produce whose batches are appended but whose acknowledgement waits
+    /// for an fsync. Its response must still go out in request order.
+    Deferred(DeferredResponse),
+}
+
 /// One row of the API table.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiSupport {
@@ -143,13 +156,14 @@ fn be_i16(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([b[at], b[at + 1]])
 }
 
-/// Handles one request frame, writing the framed response into `out`.
-/// `Ok(false)`: no response is due (acks=0). `Err`: close the connection.
+/// Handles one request frame, writing the framed response into `out` or
+/// returning it deferred. `Answered(false)`: no response is due (acks=0).
+/// `Err`: close the connection.
 pub async fn handle_frame(
     conn: &Connection,
     frame: Bytes,
     out: &mut BytesMut,
-) -> Result<bool, ProtocolError> {
+) -> Result<Handled, ProtocolError> {
     if frame.len() < 8 {
         return Err(ProtocolError::ShortFrame(frame.len()));
     }
@@ -164,7 +178,7 @@ pub async fn handle_frame(
         if key == ApiKey::ApiVersions && version > api.served.max {
             // A newer client than us: answer in v0 so it can downgrade.
             unsupported_api_versions(correlation_id, out);
-            return Ok(true);
+            return Ok(Handled::Answered(true));
         }
         return Err(ProtocolError::UnsupportedVersion {
             key,
@@ -194,9 +208,35 @@ pub async fn handle_frame(
         let resp = handlers::api_versions::handle(&ctx, req)
             .await?
             .expect("always answers");
-        return encode_response(key, version, correlation_id, &resp, out).map(|_| true);
+        return encode_response(key, version, correlation_id, &resp, out)
+            .map(|_| Handled::Answered(true));
     }
-    dispatch(&ctx, key, correlation_id, &mut body, out).await
+    if key == ApiKey::Produce {
+        let req = ProduceRequest::decode(&mut body, version).map_err(|source| {
+            ProtocolError::Malformed {
+                what: "ProduceRequest",
+                source,
+            }
+        })?;
+        let appended = handlers::produce::append_all(&ctx, req);
+        if appended.must_wait() {
+            return Ok(Handled::Deferred(Box::pin(async move {
+                let mut buf = BytesMut::new();
+                if let Some(resp) = handlers::produce::finish(appended).await? {
+                    encode_response(key, version, correlation_id, &resp, &mut buf)?;
+                }
+                Ok(buf)
+            })));
+        }
+        return match handlers::produce::finish(appended).await? {
+            Some(resp) => encode_response(key, version, correlation_id, &resp, out)
+                .map(|_| Handled::Answered(true)),
+            None => Ok(Handled::Answered(false)),
+        };
+    }
+    dispatch(&ctx, key, correlation_id, &mut body, out)
+        .await
+        .map(Handled::Answered)
 }
 
 /// Frames a response into `buf`: size, header (version from the API key), body.
