@@ -26,6 +26,7 @@ bench:
 
 bench-smoke:
 	cargo build --locked --release
+	cargo bench --locked --manifest-path benches/Cargo.toml --no-run
 	cargo run --locked --release --manifest-path benches/Cargo.toml --bin load -- --quick
 
 rust-test:

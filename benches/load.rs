@@ -603,8 +603,8 @@ fn latency_table(o: &Opts, mock: &MockCluster<'_, rdkafka::producer::DefaultProd
     let count = if o.quick { 20_000 } else { 400_000 };
     // The three rates write ~7x the maximum per second of data: warm that
     // much page cache first, or the VM's first-touch cost of fresh pages
-    // (not the broker) decides the tail (measured: p50 of 280 ms at 50%
-    // without it, 0.4 ms with it).
+    // (not the broker) decides the tail (in one pair of runs: p50 of 280 ms
+    // at 50% without it, 0.4 ms with it).
     {
         let w = Weir::start(&o.weir, false);
         create_topic(&w.addr, "warm", 1);
