@@ -259,6 +259,26 @@ impl Inner {
         Ok(meta)
     }
 
+    /// Stores `next` (`meta` with partitions or groups added) if anything
+    /// changed; a transaction that was not open becomes `Ongoing` and its
+    /// timeout clock starts.
+    async fn extend_txn(
+        &mut self,
+        id: &str,
+        meta: &TxnMetadata,
+        mut next: TxnMetadata,
+    ) -> TxnResult<()> {
+        if next.state != TxnState::Ongoing {
+            next.state = TxnState::Ongoing;
+            next.start_ms = now_ms();
+        }
+        if next == *meta {
+            return Ok(());
+        }
+        next.last_update_ms = now_ms();
+        self.store(id, next).await
+    }
+
     /// Ends `id`'s transaction: persist the decision, write a marker into
     /// every partition and group of it, persist the completion. On a marker
     /// failure the state stays `Prepare*` and the tick retries.
@@ -489,14 +509,7 @@ impl TxnCoordinator {
         let mut next = meta.clone();
         next.partitions
             .extend(resolved.iter().map(|(tp, _)| tp.clone()));
-        if next.state != TxnState::Ongoing {
-            next.state = TxnState::Ongoing;
-            next.start_ms = now_ms();
-        }
-        if next != meta {
-            next.last_update_ms = now_ms();
-            inner.store(id, next).await?;
-        }
+        inner.extend_txn(id, &meta, next).await?;
         Ok(resolved
             .into_iter()
             .map(|(tp, part)| {
@@ -531,14 +544,7 @@ impl TxnCoordinator {
         let meta = inner.check_producer(txn)?.clone();
         let mut next = meta.clone();
         next.groups.insert(group_id.to_string());
-        if next.state != TxnState::Ongoing {
-            next.state = TxnState::Ongoing;
-            next.start_ms = now_ms();
-        }
-        if next != meta {
-            next.last_update_ms = now_ms();
-            inner.store(id, next).await?;
-        }
+        inner.extend_txn(id, &meta, next).await?;
         Ok(())
     }
 
