@@ -32,9 +32,13 @@ bench-smoke:
 rust-test:
 	cargo test --locked
 
-compat: $(VENV)/.installed
+compat: $(VENV)/.installed compat/kafkajs/node_modules/.installed
 	cargo build --locked --release
 	$(PY) -m pytest compat -q
+
+compat/kafkajs/node_modules/.installed: compat/kafkajs/package-lock.json
+	cd compat/kafkajs && npm ci --silent --no-audit --no-fund
+	touch $@
 
 $(VENV)/.installed: compat/requirements.txt
 	python3 -m venv $(VENV)
