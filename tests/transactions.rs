@@ -417,3 +417,48 @@ async fn transactional_offsets_are_unstable_until_commit() {
     assert_eq!((p.error_code, p.committed_offset), (0, 42));
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_read_committed_fetch_wakes_on_the_commit_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    c.create_topic("t", 1, &[]).await;
+    let r = init(&mut c, 4, "W").await;
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    assert_eq!(
+        add_partitions(&mut c, 3, "W", pid, epoch, &[("t", 0)]).await,
+        vec![0]
+    );
+    assert_eq!(
+        c.produce(9, "t", 0, txn_batch(&[b"held"], pid, epoch, 0))
+            .await,
+        (0, 0)
+    );
+    // A read_committed consumer at offset 0 parks: nothing is stable yet,
+    // even though the high watermark has moved.
+    let mut waiter = b.client().await;
+    let parked = tokio::spawn(async move {
+        let start = std::time::Instant::now();
+        let req = fetch_request("t", 0, 0, 1 << 20, 10_000, 1).with_isolation_level(1);
+        let mut resp = waiter.send(11, &req).await;
+        let p = resp.responses.remove(0).partitions.remove(0);
+        (
+            start.elapsed(),
+            decode_records(&p.records),
+            p.last_stable_offset,
+        )
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!parked.is_finished(), "returned before anything was stable");
+    assert_eq!(end_txn(&mut c, 3, "W", pid, epoch, true).await, 0);
+    let (elapsed, records, lso) = parked.await.unwrap();
+    assert!(
+        elapsed < std::time::Duration::from_secs(5),
+        "woke after {elapsed:?}"
+    );
+    assert_eq!(lso, 2);
+    // The data record (the marker is a control batch the client skips).
+    assert!(records.iter().any(|(o, v)| *o == 0 && &v[..] == b"held"));
+    b.stop().await;
+}
