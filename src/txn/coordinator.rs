@@ -64,13 +64,27 @@ pub struct TxnConfig {
     pub id_expiration_ms: i64,
 }
 
+/// A transactional id's state (Kafka's `TransactionState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnState {
+    /// No transaction yet for this epoch (after InitProducerId).
+    /// AddPartitionsToTxn / AddOffsetsToTxn -> `Ongoing`; EndTxn is
+    /// INVALID_TXN_STATE; InitProducerId bumps the epoch and stays here.
     Empty,
+    /// Partitions or groups were added; the timeout clock runs. More may be
+    /// added; TxnOffsetCommit is accepted for added groups; EndTxn ->
+    /// `Prepare*`; InitProducerId or the timeout abort it with a bumped
+    /// epoch (fencing) -> `PrepareAbort`.
     Ongoing,
+    /// Commit decided and persisted; markers being written. Requests get
+    /// CONCURRENT_TRANSACTIONS (a retried commit too) -> `CompleteCommit`.
     PrepareCommit,
+    /// Abort decided and persisted; markers being written -> `CompleteAbort`.
     PrepareAbort,
+    /// Every marker written. A retried commit succeeds, an abort is
+    /// INVALID_TXN_STATE; adding partitions starts the next transaction.
     CompleteCommit,
+    /// As `CompleteCommit`, for an abort.
     CompleteAbort,
 }
 
