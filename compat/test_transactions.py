@@ -255,3 +255,38 @@ def test_transactions_across_kill9(own_broker, topic_name):
     b.start()
     assert consume_all(b, topic_name, "read_committed", expect=2) == [b"committed", b"after-restart"]
     assert high(b, topic_name, "read_committed") == high(b, topic_name, "read_uncommitted")
+
+
+def test_exactly_once_with_kill9_inside_transactions(own_broker, topic_name):
+    """30 transactions of 20 records over 3 partitions, every third aborted;
+    the broker is killed (-9) and restarted twice between a transaction's
+    produce and its commit. A read_committed consumer must then see every
+    committed transaction whole, exactly once, and nothing aborted."""
+    b = own_broker
+    create(b, topic_name, partitions=3)
+    p = txn_producer(b, f"tid-{topic_name}")
+    committed, aborted = set(), set()
+    for i in range(30):
+        p.begin_transaction()
+        for j in range(20):
+            p.produce(topic_name, value=f"t{i}-{j}".encode(), partition=j % 3)
+        if i in (10, 20):
+            p.flush(15)
+            b.kill9()
+            b.start()
+        if i % 3:
+            p.commit_transaction(30)
+            committed.add(i)
+        else:
+            p.flush(15)
+            p.abort_transaction(30)
+            aborted.add(i)
+    values = consume_all(b, topic_name, "read_committed", partitions=3, expect=20 * len(committed))
+    assert len(values) == len(set(values)), "no duplicates"
+    per_txn = {}
+    for v in values:
+        t = int(v.decode().split("-")[0][1:])
+        per_txn[t] = per_txn.get(t, 0) + 1
+    assert set(per_txn) == committed
+    assert all(n == 20 for n in per_txn.values()), per_txn
+    assert high(b, topic_name, "read_committed") == high(b, topic_name, "read_uncommitted")
