@@ -31,6 +31,21 @@ use crate::txn::{ProducerStateTable, SequenceCheck};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
 
+/// Producer state at a clean shutdown, loaded by the next start instead of
+/// reading every batch header. Layout (big-endian):
+///
+/// ```text
+/// magic "WPS1" | log end offset i64 | ProducerStateTable::encode
+/// | aborted count i32 | per entry: segment base i64 | producer id i64
+/// | first offset i64 | last offset i64 | last stable offset i64 | crc32c u32
+/// ```
+///
+/// Not fsynced: it is only used after a clean shutdown, only if its CRC
+/// holds and its log end offset is the log's, and it is deleted once read,
+/// so a lost, torn or stale file just means the full scan.
+const PRODUCER_SNAPSHOT: &str = "producer-state.snapshot";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"WPS1";
+
 /// Result of a successful append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -207,7 +222,16 @@ impl Partition {
         }
         let mut log = Log::new(dir, segments, log_start, config);
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset);
-        log.rebuild_producer_state()?;
+        let snapshot = log.dir.join(PRODUCER_SNAPSHOT);
+        let loaded = !recover
+            && std::fs::read(&snapshot)
+                .ok()
+                .is_some_and(|bytes| log.load_producer_snapshot(&bytes));
+        // Used once: a later crash must never find a stale snapshot.
+        let _ = std::fs::remove_file(&snapshot);
+        if !loaded {
+            log.rebuild_producer_state()?;
+        }
         Ok(Self::from_log(topic, index, log))
     }
 
@@ -662,6 +686,10 @@ impl Partition {
             seg.close_for_appends()?;
         }
         log.flushed_offset = log.log_end_offset;
+        if let Err(e) = log.write_producer_snapshot() {
+            // Only costs the next start a full header scan.
+            tracing::warn!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "cannot write producer state snapshot");
+        }
         Ok(())
     }
 
@@ -791,6 +819,86 @@ impl Log {
             })?;
         }
         Ok(())
+    }
+
+    fn write_producer_snapshot(&self) -> io::Result<()> {
+        let mut b = Vec::with_capacity(64);
+        b.extend_from_slice(SNAPSHOT_MAGIC);
+        b.extend_from_slice(&self.log_end_offset.to_be_bytes());
+        self.producers.encode(&mut b);
+        let count: usize = self.aborted.values().map(Vec::len).sum();
+        b.extend_from_slice(&(count as i32).to_be_bytes());
+        for (segment, entries) in &self.aborted {
+            for t in entries {
+                for v in [
+                    *segment,
+                    t.producer_id,
+                    t.first_offset,
+                    t.last_offset,
+                    t.last_stable_offset,
+                ] {
+                    b.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        let tmp = self.dir.join(format!("{PRODUCER_SNAPSHOT}.tmp"));
+        std::fs::write(&tmp, &b)?;
+        std::fs::rename(&tmp, self.dir.join(PRODUCER_SNAPSHOT))
+    }
+
+    /// Restores producer state and the aborted index from a snapshot
+    /// written at this log end offset; false (nothing changed) otherwise.
+    fn load_producer_snapshot(&mut self, bytes: &[u8]) -> bool {
+        let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
+            return false;
+        };
+        if crc32c::crc32c(body) != u32::from_be_bytes(*crc) {
+            return false;
+        }
+        let Some((magic, mut rest)) = body.split_first_chunk::<4>() else {
+            return false;
+        };
+        let i64_ = |b: &mut &[u8]| {
+            let (head, tail) = b.split_first_chunk::<8>()?;
+            *b = tail;
+            Some(i64::from_be_bytes(*head))
+        };
+        if magic != SNAPSHOT_MAGIC || i64_(&mut rest) != Some(self.log_end_offset) {
+            return false;
+        }
+        let Some(table) = ProducerStateTable::decode(&mut rest) else {
+            return false;
+        };
+        let Some((count, mut rest)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        let mut aborted: BTreeMap<i64, Vec<AbortedTxn>> = BTreeMap::new();
+        for _ in 0..i32::from_be_bytes(*count).max(0) {
+            let mut next = || i64_(&mut rest);
+            let (
+                Some(segment),
+                Some(producer_id),
+                Some(first_offset),
+                Some(last_offset),
+                Some(lso),
+            ) = (next(), next(), next(), next(), next())
+            else {
+                return false;
+            };
+            if self.segments.contains_key(&segment) {
+                aborted.entry(segment).or_default().push(AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset,
+                    last_stable_offset: lso,
+                });
+            }
+        }
+        self.producers = table;
+        self.aborted = aborted;
+        true
     }
 
     /// The segment holding `offset`, moving to the next segment when
@@ -1106,6 +1214,59 @@ mod tests {
         // Retention of the segments holding the first abort drops its entry.
         p.delete_records_before(7).unwrap();
         assert_eq!(aborted_seen(&p, 7), expect_all[1..].to_vec());
+    }
+
+    #[tokio::test]
+    async fn clean_shutdown_snapshot_is_used_once_and_only_when_it_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(&[]);
+        let snap = dir.path().join("t-0").join(PRODUCER_SNAPSHOT);
+        let p = Partition::create(dir.path(), "t", 0, c.clone()).unwrap();
+        p.append(&make_batch(&[b"plain"], 0), 0).await.unwrap();
+        p.allow_txn(1, 0);
+        p.append(&txn_batch(1, 0, 0, &[b"a"]), 0).await.unwrap();
+        p.write_marker(1, 0, marker(false), 0).await.unwrap();
+        p.allow_txn(2, 0);
+        p.append(&txn_batch(2, 0, 0, &[b"open"]), 0).await.unwrap();
+        let producers = p.producers();
+        let aborted = committed(&p, 0).aborted;
+        assert_eq!(aborted.len(), 1);
+        p.close().unwrap();
+        drop(p);
+        let bytes = std::fs::read(&snap).expect("written at close");
+        // Loaded after a clean shutdown, then deleted.
+        let p = Partition::open(dir.path(), "t", 0, c.clone(), false).unwrap();
+        assert!(!snap.exists(), "used once");
+        assert_eq!(p.producers(), producers);
+        assert_eq!(p.offsets().last_stable, 3);
+        assert_eq!(committed(&p, 0).aborted, aborted);
+        drop(p);
+        // A corrupt snapshot is ignored: the scan gives the same state.
+        let mut bad = bytes.clone();
+        bad[10] ^= 0xff;
+        std::fs::write(&snap, &bad).unwrap();
+        let p = Partition::open(dir.path(), "t", 0, c.clone(), false).unwrap();
+        assert_eq!(p.producers(), producers);
+        assert_eq!(committed(&p, 0).aborted, aborted);
+        // A stale snapshot (the log moved on without a clean shutdown) is
+        // ignored too: the new batch is known.
+        p.append(&make_batch(&[b"later"], 0), 0).await.unwrap();
+        p.write_marker(2, 0, marker(true), 0).await.unwrap();
+        drop(p);
+        std::fs::write(&snap, &bytes).unwrap();
+        let p = Partition::open(dir.path(), "t", 0, c.clone(), false).unwrap();
+        assert_eq!(
+            p.offsets().last_stable,
+            6,
+            "the commit after the snapshot counts"
+        );
+        // Opening for recovery (after a crash) never reads it, and removes it.
+        p.close().unwrap();
+        drop(p);
+        assert!(snap.exists());
+        let p = Partition::open(dir.path(), "t", 0, c, true).unwrap();
+        assert!(!snap.exists());
+        assert_eq!(p.offsets().last_stable, 6);
     }
 
     #[tokio::test]
