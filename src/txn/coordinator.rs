@@ -364,7 +364,9 @@ impl Inner {
             .cloned()
             .ok_or(ResponseError::InvalidTxnState)?;
         meta.last_epoch = -1;
-        meta.epoch += 1;
+        // Never past i16::MAX: InitProducerId takes a new producer id
+        // before the epoch gets near it.
+        meta.epoch = meta.epoch.saturating_add(1);
         meta.state = TxnState::PrepareAbort;
         meta.last_update_ms = now_ms();
         self.store(id, meta).await?;
