@@ -577,10 +577,13 @@ impl Partition {
             Some(slice) => slice.read(offset, upper, max_bytes, min_one)?,
             None => Bytes::new(),
         };
-        // Only transactions that overlap what is returned.
-        match batch::last_offset_in(&records) {
-            Some(last) => aborted.retain(|t| t.first_offset <= last),
-            None => aborted.clear(),
+        // Only transactions that overlap what is returned (the header walk
+        // is skipped on the common path: nothing aborted nearby).
+        if !aborted.is_empty() {
+            match batch::last_offset_in(&records) {
+                Some(last) => aborted.retain(|t| t.first_offset <= last),
+                None => aborted.clear(),
+            }
         }
         Ok(ReadResult {
             records,
