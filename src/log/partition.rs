@@ -11,7 +11,9 @@
 //! Offsets: `log start <= high watermark <= log end`. Without fsync-before-ack
 //! the high watermark is the log end offset (a single replica is always in
 //! sync). With `flush.messages=1` it is the flushed offset, so a consumer
-//! never sees a record that a power failure could still take back.
+//! never sees a record that a power failure could still take back. The last
+//! stable offset (read_committed's limit) is the high watermark or, if
+//! lower, the first offset of the oldest open transaction.
 
 use std::collections::BTreeMap;
 use std::fs::File;
