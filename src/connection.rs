@@ -91,19 +91,17 @@ impl FrameReader {
     }
 }
 
-/// Reads one frame with a fresh [`FrameReader`] (for callers that never
-/// cancel a read).
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut BytesMut,
-    max: usize,
-) -> Result<Option<Bytes>, FrameError> {
-    FrameReader::default().read_frame(reader, buf, max).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn read_frame(
+        reader: &mut &[u8],
+        buf: &mut BytesMut,
+        max: usize,
+    ) -> Result<Option<Bytes>, FrameError> {
+        FrameReader::default().read_frame(reader, buf, max).await
+    }
 
     #[tokio::test]
     async fn frames_limits_and_eof() {
@@ -124,5 +122,35 @@ mod tests {
         let mut short: &[u8] = &[0, 0, 0, 5, 1];
         let r = read_frame(&mut short, &mut buf, 10).await;
         assert!(matches!(r, Err(FrameError::Truncated)));
+    }
+
+    /// The server races a read against deferred responses: a read dropped
+    /// in the middle of a frame must resume where it stopped.
+    #[tokio::test]
+    async fn a_cancelled_read_loses_nothing() {
+        use std::time::Duration;
+        use tokio::io::AsyncWriteExt;
+        let (mut tx, mut rx) = tokio::io::duplex(64);
+        let mut frames = FrameReader::default();
+        let mut buf = BytesMut::new();
+        tx.write_all(&[0, 0]).await.unwrap(); // half the size
+        let r = tokio::time::timeout(
+            Duration::from_millis(50),
+            frames.read_frame(&mut rx, &mut buf, 100),
+        )
+        .await;
+        assert!(r.is_err(), "cancelled while waiting for the size");
+        tx.write_all(&[0, 4, 1, 2]).await.unwrap(); // rest of size, half the body
+        let r = tokio::time::timeout(
+            Duration::from_millis(50),
+            frames.read_frame(&mut rx, &mut buf, 100),
+        )
+        .await;
+        assert!(r.is_err(), "cancelled while waiting for the body");
+        tx.write_all(&[3, 4, 0, 0, 0, 1, 9]).await.unwrap();
+        let first = frames.read_frame(&mut rx, &mut buf, 100).await.unwrap();
+        assert_eq!(&first.unwrap()[..], &[1, 2, 3, 4]);
+        let second = frames.read_frame(&mut rx, &mut buf, 100).await.unwrap();
+        assert_eq!(&second.unwrap()[..], &[9]);
     }
 }
