@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint rust-test compat bench bench-smoke
+.PHONY: run test lint rust-test fuzz fuzz-corpus compat bench bench-smoke
 
 ## Run the broker on 127.0.0.1:9092 with data in ./data.
 run:
@@ -11,7 +11,7 @@ run:
 ## Everything CI runs: lints, Rust unit + integration tests, real clients,
 ## and a tiny run of the load benchmark so it keeps working (pytest last:
 ## its summary closes the output).
-test: lint rust-test bench-smoke compat
+test: lint rust-test fuzz bench-smoke compat
 
 lint:
 	cargo fmt --all -- --check
@@ -31,6 +31,17 @@ bench-smoke:
 
 rust-test:
 	cargo test --locked
+
+## The request-path fuzzer for a bounded time (tests/fuzz.rs; seeds in
+## tests/fuzz-corpus). WEIR_FUZZ_SEED=N replays a run.
+FUZZ_SECONDS ?= 60
+fuzz:
+	WEIR_FUZZ_SECONDS=$(FUZZ_SECONDS) cargo test --locked --test fuzz -- --nocapture
+
+## Re-captures the fuzzer's seed corpus from real clients (not run by CI).
+fuzz-corpus: $(VENV)/.installed compat/kafkajs/node_modules/.installed
+	cargo build --locked --release
+	$(PY) compat/capture_corpus.py
 
 compat: $(VENV)/.installed compat/kafkajs/node_modules/.installed
 	cargo build --locked --release

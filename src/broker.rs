@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::connection::RequestBudget;
 use crate::group::GroupCoordinator;
 use crate::log::manager::{INTERNAL_OFFSETS_LOG, INTERNAL_TXN_LOG};
 use crate::log::LogManager;
@@ -16,6 +17,8 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     pub groups: GroupCoordinator,
     pub txns: TxnCoordinator,
+    /// Bytes of requests held at once (`queued-max-request-bytes`).
+    pub request_budget: RequestBudget,
     /// The port clients reach us on (the bound port, not the configured one,
     /// so port 0 works in tests).
     pub port: u16,
@@ -55,6 +58,9 @@ impl Broker {
             .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
             .unwrap_or_default();
         Ok(Broker {
+            request_budget: RequestBudget::new(
+                usize::try_from(config.queued_max_request_bytes).unwrap_or(usize::MAX),
+            ),
             producer_ids,
             groups,
             txns,

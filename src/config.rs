@@ -34,6 +34,18 @@ pub struct Config {
     /// Maximum simultaneous client connections; more are closed on accept.
     /// Default `10000` (Kafka's is unbounded; a bound is the safer default).
     pub max_connections: u32,
+    /// Maximum simultaneous connections from one IP address; more are
+    /// closed on accept. Default `2147483647` (unlimited, as in Kafka).
+    pub max_connections_per_ip: u32,
+    /// Close a connection with no request in flight for this long; a
+    /// partial request that stalls counts as idle. Default `600000` (Kafka's).
+    pub connections_max_idle_ms: u64,
+    /// Bytes of requests the broker holds at once (being read or handled),
+    /// across all connections. When used up, connections stop being read
+    /// until requests finish (back-pressure); a single request larger than
+    /// this closes its connection. Default `268435456` (256 MiB; Kafka's
+    /// `queued.max.request.bytes` is unbounded by default).
+    pub queued_max_request_bytes: u64,
     /// Segment size before rolling (topic `segment.bytes`). Default `1073741824`.
     pub log_segment_bytes: i64,
     /// Segment age before rolling (topic `segment.ms`). Default `604800000` (7 days).
@@ -107,6 +119,9 @@ impl Default for Config {
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: 104_857_600,
             max_connections: 10_000,
+            max_connections_per_ip: 2_147_483_647,
+            connections_max_idle_ms: 600_000,
+            queued_max_request_bytes: 256 << 20,
             log_segment_bytes: 1_073_741_824,
             log_roll_ms: 604_800_000,
             log_retention_ms: 604_800_000,
@@ -228,6 +243,15 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err(invalid("max-connections", "must be >= 1"));
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(invalid("max-connections-per-ip", "must be >= 1"));
+        }
+        if self.connections_max_idle_ms == 0 {
+            return Err(invalid("connections-max-idle-ms", "must be >= 1"));
+        }
+        if self.queued_max_request_bytes < 1024 {
+            return Err(invalid("queued-max-request-bytes", "must be >= 1024"));
         }
         if self.log_segment_bytes < 14 || self.log_segment_bytes > i32::MAX as i64 {
             return Err(invalid("log-segment-bytes", "must be in 14..=2147483647"));

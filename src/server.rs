@@ -1,15 +1,16 @@
-//! The accept loop: connection limit, one task per connection, graceful
-//! shutdown and background log maintenance.
+//! The accept loop: connection limits (total and per IP), one task per
+//! connection with an idle timeout, graceful shutdown and background log
+//! maintenance.
 //!
 //! Shutdown: stop accepting; tell every connection to stop reading new
 //! requests (a request already being handled finishes and its response is
 //! written); wait for them (bounded); flush and close every log; leave the
 //! clean-shutdown marker.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -17,6 +18,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::connection::{FrameError, FrameReader};
@@ -37,6 +39,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(broker.config.max_connections as usize));
+    let per_ip = PerIpLimit::new(broker.config.max_connections_per_ip);
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(maintenance_loop(broker.clone(), stop_rx.clone()));
     tokio::pin!(shutdown);
@@ -50,11 +53,15 @@ pub async fn run(
                         tracing::warn!(%peer, max = broker.config.max_connections, "connection limit reached; closing new connection");
                         continue;
                     };
+                    let Some(slot) = per_ip.acquire(peer.ip()) else {
+                        tracing::warn!(%peer, max = broker.config.max_connections_per_ip, "per-IP connection limit reached; closing new connection");
+                        continue;
+                    };
                     let broker = broker.clone();
                     let stop = stop_rx.clone();
                     connections.spawn(async move {
                         serve_connection(stream, peer, broker, stop).await;
-                        drop(permit);
+                        drop((permit, slot));
                     });
                 }
                 Err(e) => {
@@ -99,6 +106,14 @@ async fn serve_connection(
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let max = broker.config.socket_request_max_bytes as usize;
+    let budget = broker.request_budget.clone();
+    // Capped so that `Instant + idle` cannot overflow.
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms.min(1 << 40));
+    // Idle since the last answered request. The timer is re-armed lazily
+    // when it fires early, so the hot path only stores an `Instant`.
+    let mut last_active = Instant::now();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     // Reused across requests: see `FrameReader::read_frame` and `handle_frame`.
     let mut read_buf = BytesMut::new();
     let mut write_buf = BytesMut::new();
@@ -129,7 +144,17 @@ async fn serve_connection(
             biased;
             _ = stop.wait_for(|s| *s) => None,
             ok = answer_head(&mut queue, &mut write_buf, peer), if !queue.is_empty() => Some(Err(ok)),
-            frame = frames.read_frame(&mut reader, &mut read_buf, max) => Some(Ok(frame)),
+            frame = frames.read_frame(&mut reader, &mut read_buf, max, &budget) => Some(Ok(frame)),
+            // Idle: nothing in flight (a deferred produce is in flight).
+            () = &mut idle_timer, if queue.is_empty() => {
+                let deadline = last_active + idle;
+                if Instant::now() < deadline {
+                    idle_timer.as_mut().reset(deadline);
+                    continue;
+                }
+                tracing::debug!(%peer, partial_request = frames.in_frame(), "closing idle connection (connections-max-idle-ms)");
+                break;
+            }
         };
         let event = match event {
             None => break,
@@ -141,10 +166,11 @@ async fn serve_connection(
             }
             Some(Ok(frame)) => frame,
         };
-        let frame = match event {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
+        // The frame holds its share of the request budget until handled.
+        let (frame, _budget) = match event {
+            Ok(Some(frame)) => (frame.bytes, frame.budget),
             // A peer vanishing mid-frame is routine; a malformed frame is not.
+            Ok(None) => break,
             Err(FrameError::Io(e)) => {
                 tracing::debug!(%peer, error = %e, "connection lost");
                 break;
@@ -188,6 +214,7 @@ async fn serve_connection(
         if !behind.is_empty() {
             queue.push_back(Pending::Ready(behind));
         }
+        last_active = Instant::now();
         // Pipelined requests already buffered are answered first and their
         // responses written together: one write syscall instead of many.
         if (!frame_buffered(reader.buffer()) || write_buf.len() >= 1 << 20)
@@ -200,6 +227,55 @@ async fn serve_connection(
     drain(&mut queue, &mut write_buf, peer).await;
     let _ = flush(&mut writer, &mut write_buf).await;
     let _ = writer.shutdown().await;
+}
+
+/// Connections per client IP address (`max-connections-per-ip`).
+#[derive(Clone)]
+struct PerIpLimit {
+    max: u32,
+    /// A std mutex: held for a map update on accept and on close, never
+    /// across an await.
+    counts: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+/// One connection's place in [`PerIpLimit`], given back on drop.
+struct IpSlot {
+    limit: PerIpLimit,
+    ip: IpAddr,
+}
+
+impl PerIpLimit {
+    fn new(max: u32) -> PerIpLimit {
+        PerIpLimit {
+            max,
+            counts: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn acquire(&self, ip: IpAddr) -> Option<IpSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            limit: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.limit.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Deferred produces a connection may have waiting for fsyncs at once.

@@ -111,8 +111,13 @@ impl Inner {
             })
     }
 
-    /// Persists the group's metadata if it changed.
-    async fn persist_group(&mut self, group_id: &str) -> Result<(), i16> {
+    /// Persists the group's metadata (membership, generation, assignment)
+    /// if it changed. Best effort, unlike offsets: the change is already
+    /// applied and other members may be waiting on it, and losing it in a
+    /// crash only costs a rebalance. On failure (a full disk) the group
+    /// stays dirty and the next change writes it again; consumers keep
+    /// joining and reading while the disk is full.
+    async fn persist_group(&mut self, group_id: &str) {
         let record = match self.groups.get_mut(group_id) {
             Some(g) if g.dirty => {
                 g.dirty = false;
@@ -121,9 +126,13 @@ impl Inner {
                     value: Some(GroupSnapshot::of(g)),
                 }
             }
-            _ => return Ok(()),
+            _ => return,
         };
-        self.persist(vec![record]).await
+        if self.persist(vec![record]).await.is_err() {
+            if let Some(g) = self.groups.get_mut(group_id) {
+                g.dirty = true;
+            }
+        }
     }
 }
 
@@ -269,9 +278,7 @@ impl GroupCoordinator {
                 .get_mut(group_id)
                 .expect("present")
                 .join(req, tx, &self.cfg, now);
-            if let Err(c) = inner.persist_group(group_id).await {
-                return err(c);
-            }
+            inner.persist_group(group_id).await;
         }
         rx.await
             .unwrap_or_else(|_| err(code(ResponseError::CoordinatorNotAvailable)))
@@ -289,9 +296,7 @@ impl GroupCoordinator {
                 return err(code(ResponseError::UnknownMemberId));
             };
             g.sync(req, tx, now_ms());
-            if let Err(c) = inner.persist_group(group_id).await {
-                return err(c);
-            }
+            inner.persist_group(group_id).await;
         }
         rx.await
             .unwrap_or_else(|_| err(code(ResponseError::CoordinatorNotAvailable)))
@@ -327,7 +332,7 @@ impl GroupCoordinator {
             .iter()
             .map(|(m, i)| g.leave(m, i.as_deref(), &self.cfg, now))
             .collect();
-        inner.persist_group(group_id).await?;
+        inner.persist_group(group_id).await;
         Ok(codes)
     }
 

@@ -1,4 +1,4 @@
-//! Sparse, memory-mapped segment indexes: [`OffsetIndex`] and [`TimeIndex`].
+//! Sparse segment indexes: [`OffsetIndex`] and [`TimeIndex`].
 //!
 //! Entry layouts (big-endian, fixed size):
 //!
@@ -13,79 +13,89 @@
 //!
 //! As in Kafka, no attempt is made to checksum these files: the `.log` is the
 //! source of truth, and after an unclean shutdown the active segment's indexes
-//! are rebuilt from it. The active segment's files are preallocated to the
-//! configured maximum (sparse, so untouched pages cost nothing) and trimmed to
-//! their entries when the segment rolls or the broker shuts down cleanly.
+//! are rebuilt from it.
+//!
+//! The active segment's entries live in memory and reach their file when the
+//! segment is sealed (rolled, or the broker shuts down cleanly), written
+//! with ordinary `pwrite`s; sealed indexes are mapped read-only. Nothing is
+//! ever written through a memory map: a write into a sparse mapped page on
+//! a full disk kills the process with SIGBUS, where a `pwrite` returns
+//! ENOSPC that the log can handle.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use memmap2::MmapMut;
+use memmap2::Mmap;
 
-/// A file of fixed-size entries mapped into memory.
-struct MmapFile {
-    path: PathBuf,
-    file: File,
-    /// `None` while the file is empty (an empty file cannot be mapped).
-    mmap: Option<MmapMut>,
+use crate::log::disk::LogFile;
+
+/// Where an index's entries are.
+enum Entries {
+    /// The active segment's: appended in memory.
+    Memory(Vec<u8>),
+    /// A sealed segment's: the file, mapped read-only (`None` while empty:
+    /// an empty file cannot be mapped).
+    Mapped(Option<Mmap>),
+}
+
+/// A file of fixed-size entries.
+struct IndexFile {
+    file: Arc<LogFile>,
+    entries: Entries,
     entry_size: usize,
-    entries: usize,
+    len: usize,
+    /// Most entries this index may hold (`segment.index.bytes`); a full
+    /// index rolls the segment.
     capacity: usize,
 }
 
-impl MmapFile {
-    /// Opens or creates `path`. With `load`, existing whole entries are kept;
-    /// otherwise the file is emptied (it will be rebuilt from the log).
-    fn open(path: &Path, entry_size: usize, max_bytes: usize, load: bool) -> io::Result<MmapFile> {
+impl IndexFile {
+    /// Opens or creates `path`. `Load::Sealed` maps the existing whole
+    /// entries read-only; `Load::Active` reads them into memory;
+    /// `Load::Empty` starts with none (they will be rebuilt from the log).
+    fn open(path: &Path, entry_size: usize, max_bytes: usize, load: Load) -> io::Result<IndexFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
-        let existing = if load {
-            file.metadata()?.len() as usize / entry_size
-        } else {
-            0
+        let file = Arc::new(LogFile::new(file, path.to_owned()));
+        let existing = match load {
+            Load::Empty => 0,
+            Load::Active | Load::Sealed => file.len()? as usize / entry_size,
         };
-        let capacity = (max_bytes / entry_size).max(existing).max(1);
-        let mut f = MmapFile {
-            path: path.to_owned(),
+        let entries = match load {
+            Load::Empty => Entries::Memory(Vec::new()),
+            Load::Active => {
+                let mut buf = vec![0u8; existing * entry_size];
+                file.read_exact_at(&mut buf, 0)?;
+                Entries::Memory(buf)
+            }
+            Load::Sealed => Entries::Mapped(map(&file, existing * entry_size)?),
+        };
+        Ok(IndexFile {
             file,
-            mmap: None,
+            entries,
             entry_size,
-            entries: existing,
-            capacity,
-        };
-        f.resize(capacity)?;
-        Ok(f)
-    }
-
-    /// Sets the file to `entries` slots and remaps it.
-    fn resize(&mut self, entries: usize) -> io::Result<()> {
-        // Drop the old mapping first: nothing may touch pages past a new EOF.
-        self.mmap = None;
-        self.file.set_len((entries * self.entry_size) as u64)?;
-        self.capacity = entries;
-        if entries > 0 {
-            // SAFETY: the file is private to this broker (one process per data
-            // directory) and is only resized through `self`, after the old map
-            // has been dropped, so the mapping never outlives its file range.
-            #[allow(unsafe_code)]
-            let map = unsafe { MmapMut::map_mut(&self.file)? };
-            self.mmap = Some(map);
-        }
-        Ok(())
+            len: existing,
+            capacity: (max_bytes / entry_size).max(existing).max(1),
+        })
     }
 
     fn entry(&self, i: usize) -> &[u8] {
-        let map = self.mmap.as_ref().expect("mapped while entries exist");
-        &map[i * self.entry_size..(i + 1) * self.entry_size]
+        let bytes: &[u8] = match &self.entries {
+            Entries::Memory(v) => v,
+            Entries::Mapped(Some(m)) => m,
+            Entries::Mapped(None) => &[],
+        };
+        &bytes[i * self.entry_size..(i + 1) * self.entry_size]
     }
 
     fn is_full(&self) -> bool {
-        self.entries >= self.capacity
+        self.len >= self.capacity
     }
 
     fn push(&mut self, entry: &[u8]) {
@@ -93,29 +103,52 @@ impl MmapFile {
         if self.is_full() {
             return;
         }
-        let at = self.entries * self.entry_size;
-        let map = self.mmap.as_mut().expect("capacity >= 1 so mapped");
-        map[at..at + self.entry_size].copy_from_slice(entry);
-        self.entries += 1;
+        if let Entries::Mapped(m) = &self.entries {
+            // Appending to a sealed index (a segment reopened for appends):
+            // back to memory.
+            let bytes = m.as_deref().unwrap_or(&[])[..self.len * self.entry_size].to_vec();
+            self.entries = Entries::Memory(bytes);
+        }
+        if let Entries::Memory(v) = &mut self.entries {
+            v.extend_from_slice(entry);
+            self.len += 1;
+        }
     }
 
-    /// Shrinks the file to its entries (on roll and on clean shutdown).
-    fn trim(&mut self) -> io::Result<()> {
-        self.flush()?;
-        self.resize(self.entries)
+    /// Drops every entry (before a rebuild from the log).
+    fn clear(&mut self) {
+        self.entries = Entries::Memory(Vec::new());
+        self.len = 0;
     }
 
-    fn flush(&self) -> io::Result<()> {
-        match &self.mmap {
-            Some(m) => m.flush(),
-            None => Ok(()),
+    /// Writes in-memory entries to the file, trims it to them and maps it
+    /// read-only. On failure (a full disk) the entries stay in memory and
+    /// the file is emptied, so a later start never trusts a partial index.
+    fn seal(&mut self) -> io::Result<()> {
+        let Entries::Memory(v) = &self.entries else {
+            return Ok(());
+        };
+        let written = self
+            .file
+            .write_all_at(v, 0)
+            .and_then(|()| self.file.set_len(v.len() as u64))
+            .and_then(|()| map(&self.file, v.len()));
+        match written {
+            Ok(m) => {
+                self.entries = Entries::Mapped(m);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(0);
+                Err(e)
+            }
         }
     }
 
     /// Index of the last entry whose key is `<= target` (or `< target` when
     /// `strict`), by binary search over `key`.
     fn floor_by<K: Ord>(&self, target: K, strict: bool, key: impl Fn(&[u8]) -> K) -> Option<usize> {
-        let (mut lo, mut hi) = (0usize, self.entries);
+        let (mut lo, mut hi) = (0usize, self.len);
         while lo < hi {
             let mid = (lo + hi) / 2;
             let k = key(self.entry(mid));
@@ -128,6 +161,39 @@ impl MmapFile {
         }
         lo.checked_sub(1)
     }
+
+    fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// How [`IndexFile::open`] treats what the file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Start empty; the caller rebuilds the entries from the log.
+    Empty,
+    /// The active segment's index: entries read into memory.
+    Active,
+    /// A sealed segment's index: entries mapped read-only.
+    Sealed,
+}
+
+/// Maps the first `len` bytes of `file` read-only.
+fn map(file: &LogFile, len: usize) -> io::Result<Option<Mmap>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the file is private to this broker (one process per data
+    // directory, enforced by the data directory lock) and a sealed index is
+    // never written or truncated again while mapped: it is only read, and
+    // deleted with its segment (an unlinked file stays mapped intact).
+    #[allow(unsafe_code)]
+    let m = unsafe { memmap2::MmapOptions::new().len(len).map(file.file())? };
+    Ok(Some(m))
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -136,7 +202,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 /// Maps offsets to byte positions in the segment's `.log`.
 pub struct OffsetIndex {
-    inner: MmapFile,
+    inner: IndexFile,
     base_offset: i64,
 }
 
@@ -144,9 +210,9 @@ pub const OFFSET_ENTRY: usize = 8;
 pub const TIME_ENTRY: usize = 12;
 
 impl OffsetIndex {
-    pub fn open(path: &Path, base_offset: i64, max_bytes: usize, load: bool) -> io::Result<Self> {
+    pub fn open(path: &Path, base_offset: i64, max_bytes: usize, load: Load) -> io::Result<Self> {
         Ok(OffsetIndex {
-            inner: MmapFile::open(path, OFFSET_ENTRY, max_bytes, load)?,
+            inner: IndexFile::open(path, OFFSET_ENTRY, max_bytes, load)?,
             base_offset,
         })
     }
@@ -156,11 +222,11 @@ impl OffsetIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.entries
+        self.inner.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.entries == 0
+        self.inner.len == 0
     }
 
     pub fn append(&mut self, offset: i64, position: u32) {
@@ -191,24 +257,30 @@ impl OffsetIndex {
 
     /// The last entry, if any.
     pub fn last(&self) -> Option<(i64, u32)> {
-        self.inner.entries.checked_sub(1).map(|i| self.entry(i))
+        self.inner.len.checked_sub(1).map(|i| self.entry(i))
     }
 
     /// Drops every entry (before a rebuild from the log).
     pub fn clear(&mut self) {
-        self.inner.entries = 0;
+        self.inner.clear();
     }
 
-    pub fn trim(&mut self) -> io::Result<()> {
-        self.inner.trim()
+    /// Writes the entries to the file and maps it read-only.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.inner.seal()
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.inner.flush()
+    /// fsyncs the file (of a sealed index).
+    pub fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+
+    pub fn file(&self) -> Arc<LogFile> {
+        self.inner.file.clone()
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.path()
     }
 }
 
@@ -216,14 +288,14 @@ impl OffsetIndex {
 /// timestamp seen in this segment up to and including the batch at offset
 /// `o` is `t`, and no batch before `o` reached `t`.
 pub struct TimeIndex {
-    inner: MmapFile,
+    inner: IndexFile,
     base_offset: i64,
 }
 
 impl TimeIndex {
-    pub fn open(path: &Path, base_offset: i64, max_bytes: usize, load: bool) -> io::Result<Self> {
+    pub fn open(path: &Path, base_offset: i64, max_bytes: usize, load: Load) -> io::Result<Self> {
         Ok(TimeIndex {
-            inner: MmapFile::open(path, TIME_ENTRY, max_bytes, load)?,
+            inner: IndexFile::open(path, TIME_ENTRY, max_bytes, load)?,
             base_offset,
         })
     }
@@ -233,16 +305,16 @@ impl TimeIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.entries
+        self.inner.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.entries == 0
+        self.inner.len == 0
     }
 
     /// The last indexed `(timestamp, offset)`.
     pub fn last(&self) -> Option<(i64, i64)> {
-        self.inner.entries.checked_sub(1).map(|i| self.entry(i))
+        self.inner.len.checked_sub(1).map(|i| self.entry(i))
     }
 
     fn entry(&self, i: usize) -> (i64, i64) {
@@ -276,19 +348,25 @@ impl TimeIndex {
 
     /// Drops every entry (before a rebuild from the log).
     pub fn clear(&mut self) {
-        self.inner.entries = 0;
+        self.inner.clear();
     }
 
-    pub fn trim(&mut self) -> io::Result<()> {
-        self.inner.trim()
+    /// Writes the entries to the file and maps it read-only.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.inner.seal()
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.inner.flush()
+    /// fsyncs the file (of a sealed index).
+    pub fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+
+    pub fn file(&self) -> Arc<LogFile> {
+        self.inner.file.clone()
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.path()
     }
 }
 
@@ -304,7 +382,7 @@ mod tests {
         fn offset_index_matches_btreemap(gaps in proptest::collection::vec(1u32..50, 0..200), probes in proptest::collection::vec(0i64..12_000, 1..50)) {
             let dir = tempfile::tempdir().unwrap();
             let base = 1000;
-            let mut idx = OffsetIndex::open(&dir.path().join("x.index"), base, 4096, false).unwrap();
+            let mut idx = OffsetIndex::open(&dir.path().join("x.index"), base, 4096, Load::Empty).unwrap();
             let mut model = BTreeMap::new();
             let (mut off, mut pos) = (base, 0u32);
             for g in gaps {
@@ -324,7 +402,7 @@ mod tests {
         #[test]
         fn time_index_lookup_is_safe(ts in proptest::collection::vec(0i64..1000, 0..100), target in 0i64..1100) {
             let dir = tempfile::tempdir().unwrap();
-            let mut idx = TimeIndex::open(&dir.path().join("x.timeindex"), 0, 4096, false).unwrap();
+            let mut idx = TimeIndex::open(&dir.path().join("x.timeindex"), 0, 4096, Load::Empty).unwrap();
             let mut max = i64::MIN;
             let mut first_reaching = None;
             for (i, t) in ts.iter().enumerate() {
@@ -338,27 +416,55 @@ mod tests {
     }
 
     #[test]
-    fn reopen_keeps_trimmed_entries_and_rebuild_discards() {
+    fn sealed_entries_reopen_and_rebuild_discards() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("0.index");
         {
-            let mut idx = OffsetIndex::open(&p, 0, 1024, false).unwrap();
+            let mut idx = OffsetIndex::open(&p, 0, 1024, Load::Empty).unwrap();
             idx.append(5, 100);
+            assert_eq!(std::fs::metadata(&p).unwrap().len(), 0, "memory only");
             idx.append(9, 200);
-            idx.trim().unwrap();
+            idx.seal().unwrap();
+            assert_eq!(idx.lookup(10), (9, 200), "readable once mapped");
+            // A sealed index reopened for appends keeps what it had.
+            idx.append(12, 300);
+            assert_eq!(idx.lookup(100), (12, 300));
+            assert_eq!(idx.len(), 3);
         }
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 16);
-        let idx = OffsetIndex::open(&p, 0, 1024, true).unwrap();
-        assert_eq!(idx.len(), 2);
-        assert_eq!(idx.lookup(10), (9, 200));
-        let idx = OffsetIndex::open(&p, 0, 1024, false).unwrap();
+        for load in [Load::Active, Load::Sealed] {
+            let idx = OffsetIndex::open(&p, 0, 1024, load).unwrap();
+            assert_eq!(idx.len(), 2);
+            assert_eq!(idx.lookup(10), (9, 200));
+        }
+        let idx = OffsetIndex::open(&p, 0, 1024, Load::Empty).unwrap();
         assert_eq!(idx.len(), 0);
+    }
+
+    /// A seal that fails for lack of space keeps the entries in memory and
+    /// leaves no partial file for a later start to trust.
+    #[test]
+    fn failed_seal_keeps_memory_and_empties_the_file() {
+        use crate::log::disk::faults::{self, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.timeindex");
+        let mut idx = TimeIndex::open(&p, 0, 1024, Load::Empty).unwrap();
+        idx.maybe_append(10, 1);
+        idx.maybe_append(20, 2);
+        faults::inject(dir.path(), Op::Write, Fault::NoSpaceAfter(13), 1);
+        assert!(idx.seal().is_err());
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        assert_eq!(idx.last(), Some((20, 2)));
+        idx.maybe_append(30, 3);
+        idx.seal().unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 36);
+        assert_eq!(idx.lookup(25), 2);
     }
 
     #[test]
     fn full_index_stops_accepting() {
         let dir = tempfile::tempdir().unwrap();
-        let mut idx = OffsetIndex::open(&dir.path().join("0.index"), 0, 16, false).unwrap();
+        let mut idx = OffsetIndex::open(&dir.path().join("0.index"), 0, 16, Load::Empty).unwrap();
         idx.append(1, 1);
         idx.append(2, 2);
         assert!(idx.is_full());

@@ -551,10 +551,13 @@ impl LogManager {
         }
     }
 
-    /// Clean shutdown: fsync and trim every partition, then leave the marker
-    /// that lets the next start skip recovery.
+    /// Clean shutdown: fsync and seal every partition, then leave the
+    /// marker that lets the next start skip recovery. An error only if
+    /// data could not be fsynced; a partition that cannot be sealed (a full
+    /// disk, or offline) just makes the next start recover.
     pub fn shutdown(&self) -> io::Result<()> {
         let mut first_err = None;
+        let mut clean = true;
         let internal = self
             .internal
             .lock()
@@ -565,9 +568,10 @@ impl LogManager {
             .into_iter()
             .flat_map(|t| t.partitions())
             .chain(internal);
-        {
-            for p in all {
-                if let Err(e) = p.close() {
+        for p in all {
+            match p.close() {
+                Ok(sealed) => clean &= sealed,
+                Err(e) => {
                     tracing::error!(partition = %format!("{}-{}", p.topic, p.index), error = %e, "close failed");
                     first_err.get_or_insert(e);
                 }
@@ -576,7 +580,14 @@ impl LogManager {
         if let Some(e) = first_err {
             return Err(e);
         }
-        write_atomic(&self.data_dir.join(CLEAN_SHUTDOWN), b"")
+        if !clean {
+            tracing::warn!("not every partition could be sealed; the next start runs recovery");
+            return Ok(());
+        }
+        if let Err(e) = write_atomic(&self.data_dir.join(CLEAN_SHUTDOWN), b"") {
+            tracing::warn!(error = %e, "cannot write the clean-shutdown marker; the next start runs recovery");
+        }
+        Ok(())
     }
 
     /// Partition counts by topic name, for tests and tooling.
@@ -591,9 +602,14 @@ impl LogManager {
 /// Writes `bytes` to `path` via a fsynced temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes)?;
-    File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, path)?;
+    let written = fs::write(&tmp, bytes)
+        .and_then(|()| File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        // A full disk: leave no partial temporary file behind.
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     if let Some(parent) = path.parent() {
         File::open(parent)?.sync_all()?;
     }

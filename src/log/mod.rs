@@ -12,6 +12,7 @@
 //! See `docs/storage-format.md` for the on-disk layout.
 
 pub mod batch;
+pub mod disk;
 pub mod index;
 pub mod internal;
 pub mod manager;
@@ -48,6 +49,8 @@ pub enum LogError {
     InvalidTxnState { producer_id: i64 },
     #[error("partition is offline after an I/O failure")]
     Offline,
+    #[error("out of space: {0}")]
+    DiskFull(std::io::Error),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -63,6 +66,8 @@ impl LogError {
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
             LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState.code(),
             LogError::Offline => ResponseError::KafkaStorageError.code(),
+            // Retriable: clients retry until space is freed.
+            LogError::DiskFull(_) => ResponseError::KafkaStorageError.code(),
             LogError::Io(_) => ResponseError::KafkaStorageError.code(),
         }
     }

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::log::batch::{self, BatchHeader, ControlMarker, HEADER_LEN};
+use crate::log::disk::{self, LogFile};
 use crate::log::segment::{Segment, SegmentSlice};
 use crate::log::topic_config::TopicConfig;
 use crate::log::{LogError, Result};
@@ -113,13 +114,16 @@ struct Log {
     /// Everything below this offset has been fsynced (Kafka's recovery point).
     flushed_offset: i64,
     /// Rolled segments whose data may not be fsynced yet.
-    unflushed_files: Vec<Arc<File>>,
+    unflushed_files: Vec<Arc<LogFile>>,
     unflushed_messages: i64,
     oldest_unflushed_ms: Option<i64>,
     config: Arc<TopicConfig>,
-    /// Set after an I/O failure: the partition refuses reads and writes
-    /// rather than serve a log whose state is unknown.
+    /// Set after an I/O failure other than running out of space: the
+    /// partition refuses reads and writes rather than serve a log whose
+    /// state is unknown.
     offline: bool,
+    /// The last append failed for lack of space (for logging once).
+    disk_full: bool,
     /// Reused to assemble each appended batch (patched header + records).
     scratch: Vec<u8>,
     /// Producers' epochs, recent sequence ranges and open transactions.
@@ -198,6 +202,7 @@ impl Partition {
                 config.segment_index_bytes,
                 config.index_interval_bytes,
                 recover && is_active,
+                is_active,
             )?;
             if report.truncated_bytes > 0 {
                 tracing::warn!(
@@ -380,9 +385,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<(bool, bool)> {
         if let Err(e) = log.maybe_roll(head.len() + rest.len(), now_ms) {
-            log.offline = true;
-            tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "segment roll failed; partition offline");
-            return Err(e.into());
+            return Err(self.write_failed(log, e, "segment roll"));
         }
         let interval = log.config.index_interval_bytes;
         log.scratch.clear();
@@ -396,9 +399,11 @@ impl Partition {
             .next_back()
             .expect("a log always has an active segment");
         if let Err(e) = active.append(header, scratch, interval, now_ms) {
-            log.offline = true;
-            tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "append failed; partition offline");
-            return Err(e.into());
+            return Err(self.write_failed(log, e, "append"));
+        }
+        if log.disk_full {
+            log.disk_full = false;
+            tracing::info!(partition = %format!("{}-{}", self.topic, self.index), "appends succeed again: space was freed");
         }
         log.log_end_offset = header.next_offset();
         log.unflushed_messages += header.records_count as i64;
@@ -410,6 +415,25 @@ impl Partition {
         }
         let flush_soon = !fsync_before_ack && log.unflushed_messages >= log.config.flush_messages;
         Ok((fsync_before_ack, flush_soon))
+    }
+
+    /// Classifies a failed write, which has already been undone (the log
+    /// is at its last whole batch). Out of space: refused, retried by the
+    /// next append, the partition stays online for reads and writes. Any
+    /// other error leaves the file in an unknown state: the partition goes
+    /// offline until a restart recovers it.
+    fn write_failed(&self, log: &mut Log, e: io::Error, what: &str) -> LogError {
+        let partition = format!("{}-{}", self.topic, self.index);
+        if disk::is_out_of_space(&e) {
+            if !log.disk_full {
+                log.disk_full = true;
+                tracing::error!(%partition, error = %e, "{what} failed: out of space; produces are refused until space is freed, reads continue");
+            }
+            return LogError::DiskFull(e);
+        }
+        log.offline = true;
+        tracing::error!(%partition, error = %e, "{what} failed; partition offline until restart");
+        LogError::Io(e)
     }
 
     /// Lets `producer_id` at `epoch` write transactional batches here (the
@@ -661,8 +685,10 @@ impl Partition {
             });
         }
         if target > log.log_start_offset {
+            // Persisted first: a DeleteRecords that fails (a full disk)
+            // changes nothing.
+            log.write_log_start_checkpoint(target)?;
             log.log_start_offset = target;
-            log.write_log_start_checkpoint()?;
             log.delete_segments_below_log_start()?;
         }
         Ok(log.log_start_offset)
@@ -677,25 +703,36 @@ impl Partition {
         log.enforce_retention(now_ms)
     }
 
-    /// Clean shutdown: fsync everything and trim the active indexes.
-    pub fn close(&self) -> io::Result<()> {
+    /// Clean shutdown: fsync everything and seal the active segment's
+    /// indexes. `Ok(false)` if the partition is not in a state the next
+    /// start may trust without recovery (offline, or its indexes could not
+    /// be written for lack of space); an error if data could not be fsynced.
+    pub fn close(&self) -> io::Result<bool> {
         let mut log = self.lock();
         if log.offline {
-            return Ok(());
+            return Ok(false);
         }
         for f in std::mem::take(&mut log.unflushed_files) {
             f.sync_data()?;
         }
+        let partition = format!("{}-{}", self.topic, self.index);
+        let mut clean = true;
         if let Some(seg) = log.segments.values_mut().next_back() {
             seg.flush()?;
-            seg.close_for_appends()?;
+            match seg.seal().and_then(|()| seg.flush_indexes()) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(%partition, error = %e, "cannot write the active segment's indexes; the next start recovers them");
+                    clean = false;
+                }
+            }
         }
         log.flushed_offset = log.log_end_offset;
         if let Err(e) = log.write_producer_snapshot() {
             // Only costs the next start a full header scan.
-            tracing::warn!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "cannot write producer state snapshot");
+            tracing::warn!(%partition, error = %e, "cannot write producer state snapshot");
         }
-        Ok(())
+        Ok(clean)
     }
 
     /// Size of all segments in bytes.
@@ -732,6 +769,7 @@ impl Log {
             oldest_unflushed_ms: None,
             config,
             offline: false,
+            disk_full: false,
             producers: ProducerStateTable::default(),
             aborted: BTreeMap::new(),
             scratch: Vec::new(),
@@ -929,41 +967,54 @@ impl Log {
         Ok(())
     }
 
-    /// Closes the active segment and starts a new one at the log end offset.
+    /// Seals the active segment and starts a new one at the log end
+    /// offset. All or nothing: if the new segment cannot be created or the
+    /// old one's indexes cannot be written (a full disk), the old segment
+    /// stays active and unchanged.
     fn roll(&mut self) -> io::Result<()> {
         let base = self.log_end_offset;
+        let active_base = *self.segments.keys().next_back().expect("active segment");
+        if active_base == base {
+            return Ok(()); // already empty at this offset
+        }
+        let seg = Segment::create(&self.dir, base, self.config.segment_index_bytes)?;
         let active = self
             .segments
             .values_mut()
             .next_back()
             .expect("active segment");
-        if active.base_offset == base {
-            return Ok(()); // already empty at this offset
+        if let Err(e) = active.seal() {
+            if let Err(undo) = seg.delete_files() {
+                tracing::warn!(error = %undo, "cannot remove the new segment of a failed roll");
+            }
+            return Err(e);
         }
-        active.close_for_appends()?;
-        let file = active.log_file();
+        let files = active.files();
         if self.config.fsync_before_ack() {
-            // The next group commit fsyncs it before acknowledging anything.
-            self.unflushed_files.push(file);
+            // The next group commit fsyncs them before acknowledging anything.
+            self.unflushed_files.extend(files);
         } else {
             // As Kafka does, flush a rolled segment in the background, so
             // recovery after a power failure only needs the active segment.
             std::thread::spawn(move || {
-                if let Err(e) = file.sync_data() {
+                if let Err(e) = files.iter().try_for_each(|f| f.sync_data()) {
                     tracing::warn!(error = %e, "background fsync of a rolled segment failed");
                 }
             });
         }
-        let seg = Segment::create(&self.dir, base, self.config.segment_index_bytes)?;
         self.segments.insert(base, seg);
         Ok(())
     }
 
-    fn write_log_start_checkpoint(&self) -> io::Result<()> {
+    fn write_log_start_checkpoint(&self, log_start: i64) -> io::Result<()> {
         let tmp = self.dir.join(format!("{LOG_START_CHECKPOINT}.tmp"));
-        std::fs::write(&tmp, self.log_start_offset.to_string())?;
-        File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(LOG_START_CHECKPOINT))
+        let written = std::fs::write(&tmp, log_start.to_string())
+            .and_then(|()| File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(LOG_START_CHECKPOINT)));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
     fn delete_segments_below_log_start(&mut self) -> io::Result<usize> {
@@ -990,7 +1041,11 @@ impl Log {
         if retention_ms >= 0 {
             let active = self.segments.values().next_back().expect("active segment");
             if !active.is_empty() && active.max_timestamp() < now_ms - retention_ms {
-                self.roll()?;
+                // On a full disk the roll may fail; older segments can
+                // still go (and free the space).
+                if let Err(e) = self.roll() {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot roll an expired active segment");
+                }
             }
         }
         let mut total: i64 = self.segments.values().map(|s| s.size() as i64).sum();
@@ -1012,7 +1067,12 @@ impl Log {
         let first_base = *self.segments.keys().next().expect("non-empty");
         if first_base > self.log_start_offset {
             self.log_start_offset = first_base;
-            self.write_log_start_checkpoint()?;
+            // Deleted segments already moved the start; the checkpoint only
+            // matters if every segment below a DeleteRecords offset is gone,
+            // and a start derives the same value from the first segment.
+            if let Err(e) = self.write_log_start_checkpoint(first_base) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the log start checkpoint");
+            }
         }
         Ok(deleted)
     }
@@ -1381,6 +1441,183 @@ mod tests {
                 .unwrap()
                 .base_offset,
             1
+        );
+    }
+
+    /// The values of every record readable from offset 0 (read_uncommitted).
+    fn values(p: &Partition) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut next = p.offsets().log_start;
+        while next < p.offsets().high_watermark {
+            let r = p
+                .read(next, 1 << 20, true, Isolation::ReadUncommitted)
+                .unwrap();
+            next = batch::last_offset_in(&r.records).unwrap() + 1;
+            let mut buf = r.records;
+            while !buf.is_empty() {
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+                out.extend(set.records.into_iter().map(|r| r.value.unwrap().to_vec()));
+            }
+        }
+        out
+    }
+
+    fn segment_file_len(dir: &Path, base: i64) -> u64 {
+        std::fs::metadata(crate::log::segment::log_path(&dir.join("t-0"), base))
+            .unwrap()
+            .len()
+    }
+
+    /// ENOSPC in the middle of a batch: that append fails with a retriable
+    /// error, the file is back at the last whole batch, what was appended
+    /// stays readable, and the next append after space is freed succeeds.
+    #[tokio::test]
+    async fn out_of_space_mid_batch_refuses_that_append_only() {
+        use crate::log::disk::faults::{self, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::create(dir.path(), "t", 0, cfg(&[])).unwrap();
+        p.append(&make_batch(&[b"one"], 0), 0).await.unwrap();
+        let good = segment_file_len(dir.path(), 0);
+        faults::inject(dir.path(), Op::Write, Fault::NoSpaceAfter(30), 2);
+        for _ in 0..2 {
+            let err = p.append(&make_batch(&[b"two"], 0), 0).await.unwrap_err();
+            assert!(matches!(err, LogError::DiskFull(_)), "{err}");
+            assert_eq!(
+                err.code(),
+                kafka_protocol::error::ResponseError::KafkaStorageError.code()
+            );
+            assert_eq!(
+                segment_file_len(dir.path(), 0),
+                good,
+                "partial batch undone"
+            );
+            assert_eq!(p.offsets().log_end, 1);
+            assert_eq!(values(&p), vec![b"one".to_vec()], "still readable");
+        }
+        // Space is back: the same partition takes appends, no restart.
+        let info = p.append(&make_batch(&[b"two"], 0), 0).await.unwrap();
+        assert_eq!(info.base_offset, 1);
+        assert_eq!(values(&p), vec![b"one".to_vec(), b"two".to_vec()]);
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, cfg(&[]), true).unwrap();
+        assert_eq!(values(&p).len(), 2);
+    }
+
+    /// A roll that cannot write the sealed segment's indexes is undone:
+    /// the old segment stays active, the append fails, and the roll
+    /// happens once space is back.
+    #[tokio::test]
+    async fn out_of_space_during_a_roll_keeps_the_active_segment() {
+        use crate::log::disk::faults::{self, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(&[("segment.bytes", "150")]);
+        let p = Partition::create(dir.path(), "t", 0, c.clone()).unwrap();
+        p.append(&make_batch(&[&b"0123456789"[..]; 3], 0), 0)
+            .await
+            .unwrap();
+        assert_eq!(p.segment_count(), 1);
+        faults::inject(dir.path(), Op::Write, Fault::NoSpaceAfter(0), 1);
+        let err = p.append(&make_batch(&[b"more"], 0), 0).await.unwrap_err();
+        assert!(matches!(err, LogError::DiskFull(_)), "{err}");
+        assert_eq!(p.segment_count(), 1, "roll undone");
+        assert!(
+            !crate::log::segment::log_path(&dir.path().join("t-0"), 3).exists(),
+            "the new segment's files are removed"
+        );
+        p.append(&make_batch(&[b"more"], 0), 0).await.unwrap();
+        assert_eq!(p.segment_count(), 2);
+        assert_eq!(values(&p).len(), 4);
+        p.close().unwrap();
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, c, false).unwrap();
+        assert_eq!(values(&p).len(), 4);
+    }
+
+    /// Any other write error leaves the file in an unknown state: the
+    /// partition goes offline (reads and writes refused) until a restart
+    /// recovers it to its last whole batch.
+    #[tokio::test]
+    async fn eio_on_write_takes_the_partition_offline_until_recovery() {
+        use crate::log::disk::faults::{self, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::create(dir.path(), "t", 0, cfg(&[])).unwrap();
+        p.append(&make_batch(&[b"one"], 0), 0).await.unwrap();
+        faults::inject(dir.path(), Op::Write, Fault::Eio, 1);
+        assert!(matches!(
+            p.append(&make_batch(&[b"two"], 0), 0).await,
+            Err(LogError::Io(_))
+        ));
+        assert!(matches!(
+            p.append(&make_batch(&[b"three"], 0), 0).await,
+            Err(LogError::Offline)
+        ));
+        assert!(matches!(
+            p.read(0, 1 << 20, true, Isolation::ReadUncommitted),
+            Err(LogError::Offline)
+        ));
+        assert!(!p.close().unwrap(), "an offline partition is not clean");
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, cfg(&[]), true).unwrap();
+        assert_eq!(values(&p), vec![b"one".to_vec()]);
+        p.append(&make_batch(&[b"two"], 0), 0).await.unwrap();
+    }
+
+    /// A failed fsync (fsync-before-ack): the produce is not acknowledged,
+    /// the high watermark does not move past what was durable, and the
+    /// partition goes offline (the kernel may have dropped the pages).
+    #[tokio::test]
+    async fn failed_fsync_is_not_acknowledged_and_goes_offline() {
+        use crate::log::disk::faults::{self, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(&[("flush.messages", "1")]);
+        let p = Partition::create(dir.path(), "t", 0, c.clone()).unwrap();
+        p.append(&make_batch(&[b"one"], 0), 0).await.unwrap();
+        faults::inject(dir.path(), Op::Sync, Fault::Eio, 1);
+        assert!(p.append(&make_batch(&[b"two"], 0), 0).await.is_err());
+        assert!(matches!(
+            p.append(&make_batch(&[b"three"], 0), 0).await,
+            Err(LogError::Offline)
+        ));
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, c, true).unwrap();
+        // Recovery keeps whole batches only; the unacknowledged one may or
+        // may not be there (it reached the page cache), nothing is torn.
+        let v = values(&p);
+        assert!(v == [b"one".to_vec()] || v == [b"one".to_vec(), b"two".to_vec()]);
+    }
+
+    /// Start-up on a full disk: recovery writes nothing, so an unclean
+    /// start works; reads are served, appends refused until space returns.
+    #[tokio::test]
+    async fn opens_and_serves_reads_on_a_full_disk() {
+        use crate::log::disk::faults::{self, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(&[("segment.bytes", "150")]);
+        let p = Partition::create(dir.path(), "t", 0, c.clone()).unwrap();
+        for i in 0..6 {
+            p.append(&make_batch(&[format!("v{i}").as_bytes()], 0), 0)
+                .await
+                .unwrap();
+        }
+        drop(p); // a crash: nothing sealed, no snapshot
+        faults::inject(dir.path(), Op::Write, Fault::NoSpaceAfter(0), 1000);
+        let p = Partition::open(dir.path(), "t", 0, c.clone(), true).unwrap();
+        assert_eq!(values(&p).len(), 6);
+        assert!(matches!(
+            p.append(&make_batch(&[b"x"], 0), 0).await,
+            Err(LogError::DiskFull(_))
+        ));
+        assert!(!p.close().unwrap(), "indexes could not be sealed");
+        faults::clear(dir.path());
+        drop(p);
+        let p = Partition::open(dir.path(), "t", 0, c, true).unwrap();
+        assert_eq!(values(&p).len(), 6);
+        assert_eq!(
+            p.append(&make_batch(&[b"x"], 0), 0)
+                .await
+                .unwrap()
+                .base_offset,
+            6
         );
     }
 }

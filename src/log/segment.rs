@@ -11,9 +11,8 @@
 //! range only ever covers whole batches already written, and a segment deleted
 //! meanwhile stays readable through the open descriptor.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,7 +21,8 @@ use bytes::{Bytes, BytesMut};
 use crate::log::batch::{
     self, parse_control_record, BatchHeader, ControlMarker, HEADER_LEN, LOG_OVERHEAD,
 };
-use crate::log::index::{OffsetIndex, TimeIndex};
+use crate::log::disk::LogFile;
+use crate::log::index::{Load, OffsetIndex, TimeIndex};
 
 pub fn log_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
@@ -44,7 +44,7 @@ pub struct RecoveryReport {
 
 pub struct Segment {
     pub base_offset: i64,
-    log: Arc<File>,
+    log: Arc<LogFile>,
     dir: PathBuf,
     /// Bytes of whole batches in the `.log`.
     size: u64,
@@ -63,28 +63,29 @@ pub struct Segment {
 impl Segment {
     /// Creates a new, empty segment (replacing stale files of that name).
     pub fn create(dir: &Path, base_offset: i64, index_max_bytes: usize) -> io::Result<Segment> {
+        let path = log_path(dir, base_offset);
         let log = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(log_path(dir, base_offset))?;
+            .open(&path)?;
         Ok(Segment {
             base_offset,
-            log: Arc::new(log),
+            log: Arc::new(LogFile::new(log, path)),
             dir: dir.to_owned(),
             size: 0,
             offset_index: OffsetIndex::open(
                 &index_path(dir, base_offset),
                 base_offset,
                 index_max_bytes,
-                false,
+                Load::Empty,
             )?,
             time_index: TimeIndex::open(
                 &time_index_path(dir, base_offset),
                 base_offset,
                 index_max_bytes,
-                false,
+                Load::Empty,
             )?,
             bytes_since_last_index_entry: 0,
             next_offset: base_offset,
@@ -94,55 +95,74 @@ impl Segment {
         })
     }
 
-    /// Opens an existing segment.
+    /// Opens an existing segment; `active` for the last one of its log
+    /// (whose indexes live in memory and take appends).
     ///
     /// With `recover`, every batch is read and its CRC checked; the file is
     /// truncated at the first torn or corrupt batch and both indexes are
-    /// rebuilt. Without it (clean shutdown, or a closed segment) the trimmed
-    /// indexes are trusted and only the tail after the last index entry is
-    /// scanned to find the next offset.
+    /// rebuilt. Without it (clean shutdown, or a sealed segment) the indexes
+    /// are trusted and only the tail after the last index entry is scanned
+    /// to find the next offset. Nothing is written unless a sealed
+    /// segment's indexes had to be rebuilt, and a failure to write those
+    /// (a full disk) only keeps them in memory: start-up works on a full
+    /// disk.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         index_max_bytes: usize,
         index_interval_bytes: u64,
         recover: bool,
+        active: bool,
     ) -> io::Result<(Segment, RecoveryReport)> {
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(log_path(dir, base_offset))?;
-        let file_len = log.metadata()?.len();
+        let path = log_path(dir, base_offset);
+        let log = OpenOptions::new().read(true).write(true).open(&path)?;
+        let log = LogFile::new(log, path);
+        let file_len = log.len()?;
         let ipath = index_path(dir, base_offset);
         let tpath = time_index_path(dir, base_offset);
         let indexes_present = ipath.exists() && tpath.exists();
         let rebuild = recover || !indexes_present;
+        let load = match (rebuild, active) {
+            (true, _) => Load::Empty,
+            (false, true) => Load::Active,
+            (false, false) => Load::Sealed,
+        };
         let mut seg = Segment {
             base_offset,
             log: Arc::new(log),
             dir: dir.to_owned(),
             size: file_len,
-            offset_index: OffsetIndex::open(&ipath, base_offset, index_max_bytes, !rebuild)?,
-            time_index: TimeIndex::open(&tpath, base_offset, index_max_bytes, !rebuild)?,
+            offset_index: OffsetIndex::open(&ipath, base_offset, index_max_bytes, load)?,
+            time_index: TimeIndex::open(&tpath, base_offset, index_max_bytes, load)?,
             bytes_since_last_index_entry: 0,
             next_offset: base_offset,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             first_append_ms: None,
         };
+        // Stale indexes: one pointing past the file, or a sealed non-empty
+        // segment without its final time index entry (a seal that failed).
+        let stale = matches!(seg.offset_index.last(), Some((_, p)) if p as u64 > file_len)
+            || (!active && file_len > 0 && seg.time_index.is_empty());
+        if !rebuild && stale {
+            return Segment::open(
+                dir,
+                base_offset,
+                index_max_bytes,
+                index_interval_bytes,
+                true,
+                active,
+            );
+        }
         let report = if rebuild {
-            seg.recover(index_interval_bytes)?
-        } else {
-            // Sanity: an index pointing past the file means it is stale.
-            if matches!(seg.offset_index.last(), Some((_, p)) if p as u64 > file_len) {
-                return Segment::open(
-                    dir,
-                    base_offset,
-                    index_max_bytes,
-                    index_interval_bytes,
-                    true,
-                );
+            let report = seg.recover(index_interval_bytes)?;
+            if !active {
+                if let Err(e) = seg.seal() {
+                    tracing::warn!(segment = %seg.log.path().display(), error = %e, "cannot write rebuilt indexes; keeping them in memory");
+                }
             }
+            report
+        } else {
             if let Some((ts, off)) = seg.time_index.last() {
                 seg.max_timestamp = ts;
                 seg.offset_of_max_timestamp = off;
@@ -181,7 +201,7 @@ impl Segment {
     /// Full scan with CRC validation; truncates at the first bad batch and
     /// rebuilds both indexes.
     fn recover(&mut self, index_interval_bytes: u64) -> io::Result<RecoveryReport> {
-        let file_len = self.log.metadata()?.len();
+        let file_len = self.log.len()?;
         self.offset_index.clear();
         self.time_index.clear();
         self.next_offset = self.base_offset;
@@ -268,6 +288,10 @@ impl Segment {
     /// bytes reach the page cache before this returns, so a process crash
     /// cannot lose them; durability against power loss is `flush`. Readers
     /// never see the batch before `size` covers it.
+    ///
+    /// A failed write (a full disk) is undone: the file is truncated back
+    /// to the last whole batch and nothing else changes, so the segment is
+    /// exactly as before and the next append may succeed.
     pub fn append(
         &mut self,
         h: &BatchHeader,
@@ -276,7 +300,12 @@ impl Segment {
         now_ms: i64,
     ) -> io::Result<()> {
         let position = self.size;
-        self.log.write_all_at(bytes, position)?;
+        if let Err(e) = self.log.write_all_at(bytes, position) {
+            if let Err(undo) = self.log.set_len(position) {
+                tracing::error!(segment = %self.log.path().display(), error = %undo, "cannot truncate a failed append");
+            }
+            return Err(e);
+        }
         if self.bytes_since_last_index_entry > index_interval_bytes {
             self.add_index_entries(h, position as u32);
         }
@@ -307,25 +336,40 @@ impl Segment {
                 .is_some_and(|t| now_ms - t >= segment_ms)
     }
 
-    /// Closes the segment for appends: records the final max timestamp in
-    /// the time index and trims both indexes to their entries.
-    pub fn close_for_appends(&mut self) -> io::Result<()> {
+    /// Seals the segment (it rolled, or the broker shuts down cleanly):
+    /// records the final max timestamp in the time index and writes both
+    /// indexes to their files. On failure (a full disk) the indexes stay
+    /// in memory and the segment can keep taking appends.
+    pub fn seal(&mut self) -> io::Result<()> {
         if self.max_timestamp >= 0 {
             self.time_index
                 .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
         }
-        self.offset_index.trim()?;
-        self.time_index.trim()
+        self.offset_index.seal()?;
+        self.time_index.seal()
     }
 
-    /// fsyncs the log and msyncs the indexes.
+    /// fsyncs the log.
     pub fn flush(&self) -> io::Result<()> {
-        self.log.sync_data()?;
-        self.offset_index.flush()?;
-        self.time_index.flush()
+        self.log.sync_data()
     }
 
-    pub fn log_file(&self) -> Arc<File> {
+    /// fsyncs the index files (after [`Self::seal`]).
+    pub fn flush_indexes(&self) -> io::Result<()> {
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    /// The `.log` and both index files (for a background fsync after a roll).
+    pub fn files(&self) -> Vec<Arc<LogFile>> {
+        vec![
+            self.log.clone(),
+            self.offset_index.file(),
+            self.time_index.file(),
+        ]
+    }
+
+    pub fn log_file(&self) -> Arc<LogFile> {
         self.log.clone()
     }
 
@@ -380,7 +424,7 @@ impl Segment {
 /// A byte range of a segment's `.log` holding whole batches, readable
 /// without the partition lock.
 pub struct SegmentSlice {
-    file: Arc<File>,
+    file: Arc<LogFile>,
     start: u64,
     end: u64,
 }
@@ -505,6 +549,8 @@ impl SegmentSlice {
 mod tests {
     use super::*;
     use crate::log::batch::tests::make_batch;
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
 
     fn append(seg: &mut Segment, offset: i64, values: &[&[u8]], ts: i64) {
         let mut b = make_batch(values, ts);
@@ -550,9 +596,9 @@ mod tests {
             .unwrap()
             .is_empty());
         let size = seg.size();
-        seg.close_for_appends().unwrap();
+        seg.seal().unwrap();
         drop(seg);
-        let (seg, report) = Segment::open(dir.path(), 100, 4096, 64, false).unwrap();
+        let (seg, report) = Segment::open(dir.path(), 100, 4096, 64, false, false).unwrap();
         assert_eq!(
             (seg.next_offset(), seg.size(), seg.max_timestamp()),
             (200, size, 1050)
@@ -603,7 +649,7 @@ mod tests {
                 let r = File::open(log_path(dir.path(), 0)).unwrap();
                 r.read_exact_at(&mut byte, at).unwrap();
                 f.write_all_at(&[byte[0] ^ garbage], at).unwrap();
-                let (seg, report) = Segment::open(dir.path(), 0, 4096, 64, true).unwrap();
+                let (seg, report) = Segment::open(dir.path(), 0, 4096, 64, true, true).unwrap();
                 // The corrupt byte is in the first batch ending after `at`,
                 // except inside baseOffset/leaderEpoch (outside the CRC).
                 let batch_idx = ends.iter().position(|e| *e > at).unwrap();
@@ -639,7 +685,7 @@ mod tests {
             .open(log_path(dir.path(), 0))
             .unwrap();
         f.set_len(good + 30).unwrap();
-        let (seg, report) = Segment::open(dir.path(), 0, 4096, 64, true).unwrap();
+        let (seg, report) = Segment::open(dir.path(), 0, 4096, 64, true, true).unwrap();
         assert_eq!(
             (seg.size(), seg.next_offset(), report.truncated_bytes),
             (good, 1, 30)
