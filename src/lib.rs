@@ -18,9 +18,14 @@
 //! - [`txn`]: exactly-once: producer ids, per-partition producer state
 //!   (sequences, open transactions, LSO) and the transaction coordinator.
 //! - [`broker`]: the shared state handlers see (config, logs, identity).
+//! - [`client`]: a small Kafka client (bootstrap, routing, a classic group
+//!   member) for the command-line tools; separate from the handlers.
+//! - [`cli`]: the `weir topic|produce|consume|group|cluster` commands.
 //! - [`config`]: broker configuration (TOML, kebab-case, documented defaults).
 
 pub mod broker;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod group;

@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
-use weir::{Broker, Config};
+use weir::{cli, Broker, Config};
 
 #[derive(Parser)]
 #[command(
     name = "weir",
     version,
-    about = "A Kafka wire-protocol-compatible single-node broker"
+    about = "A Kafka wire-protocol-compatible single-node broker, and tools for any Kafka-compatible broker",
+    after_help = "The client commands take -b/--bootstrap-server HOST:PORT[,HOST:PORT] \
+(default 127.0.0.1:9092, or $WEIR_BOOTSTRAP_SERVER) and --format text|json. \
+They exit 0 on success and 1 on any failure, with one error line on stderr."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,6 +26,16 @@ struct Cli {
 enum Command {
     /// Run the broker until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Create, list, describe, configure, grow and delete topics.
+    Topic(cli::TopicArgs),
+    /// Produce one record per line of standard input.
+    Produce(cli::ProduceCmd),
+    /// Print records of a topic, alone or as a member of a consumer group.
+    Consume(cli::ConsumeCmd),
+    /// List, describe, reset and delete consumer groups.
+    Group(cli::GroupArgs),
+    /// Show the cluster: id, brokers, controller, API versions.
+    Cluster(cli::ClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -46,13 +59,24 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Topic(a) => return cli::topic(a),
+        Command::Produce(a) => return cli::produce(a),
+        Command::Consume(a) => return cli::consume(a),
+        Command::Group(a) => return cli::group(a),
+        Command::Cluster(a) => return cli::cluster(a),
+    };
+    // Colours only on a terminal: a log redirected to a file or a pipe
+    // carries no escape sequences.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve(args) = cli.command;
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

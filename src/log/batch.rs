@@ -401,7 +401,7 @@ pub fn first_offset_with_timestamp(batch: &[u8], target: i64) -> Option<(i64, i6
 }
 
 /// Zig-zag varint as used inside records. Returns (value, bytes read).
-fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
+pub(crate) fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
     let mut raw: u64 = 0;
     for (i, byte) in b.iter().enumerate().take(10) {
         raw |= ((byte & 0x7f) as u64) << (7 * i);

@@ -12,11 +12,13 @@
 //! See `docs/storage-format.md` for the on-disk layout.
 
 pub mod batch;
+pub mod compression;
 pub mod disk;
 pub mod index;
 pub mod internal;
 pub mod manager;
 pub mod partition;
+pub mod records;
 pub mod segment;
 pub mod topic_config;
 
