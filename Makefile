@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint rust-test fuzz fuzz-corpus compat bench bench-smoke
+.PHONY: run test lint rust-test fuzz fuzz-corpus compat bench bench-smoke compat-librdkafka compat-librdkafka-quick librdkafka-deps
 
 ## Run the broker on 127.0.0.1:9092 with data in ./data.
 run:
@@ -11,7 +11,7 @@ run:
 ## Everything CI runs: lints, Rust unit + integration tests, real clients,
 ## and a tiny run of the load benchmark so it keeps working (pytest last:
 ## its summary closes the output).
-test: lint rust-test fuzz bench-smoke compat
+test: lint rust-test fuzz bench-smoke compat-librdkafka-quick compat
 
 lint:
 	cargo fmt --all -- --check
@@ -55,3 +55,23 @@ $(VENV)/.installed: compat/requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r compat/requirements.txt
 	touch $@
+
+## librdkafka's own test suite against Weir (compat/librdkafka/run.py; the
+## curated list with reasons is compat/librdkafka/tests.txt). The sources
+## come from the rdkafka-sys crate; the build is cached in target/librdkafka.
+compat-librdkafka: librdkafka-deps
+	cargo build --locked --release
+	python3 compat/librdkafka/run.py
+
+## The quick subset `make test` runs.
+compat-librdkafka-quick: librdkafka-deps
+	cargo build --locked --release
+	python3 compat/librdkafka/run.py --quick
+
+## Headers librdkafka's build uses when present (zlib, zstd); CI runs as
+## root on a fresh machine. Without them the build still works, with fewer codecs.
+LIBRDKAFKA_DEBS := zlib1g-dev libzstd-dev
+librdkafka-deps:
+	@dpkg -s $(LIBRDKAFKA_DEBS) >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq $(LIBRDKAFKA_DEBS)) || \
+		echo "librdkafka-deps: could not install $(LIBRDKAFKA_DEBS); building without them"

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::connection::RequestBudget;
+use crate::group::configs::GroupConfigStore;
 use crate::group::GroupCoordinator;
-use crate::log::manager::{INTERNAL_OFFSETS_LOG, INTERNAL_TXN_LOG};
+use crate::log::manager::{INTERNAL_OFFSETS_LOG, INTERNAL_SHARE_LOG, INTERNAL_TXN_LOG};
 use crate::log::LogManager;
+use crate::share::{ShareConfig, ShareCoordinator};
 use crate::txn::{Participants, ProducerIdAllocator, TxnCoordinator};
 
 pub struct Broker {
@@ -16,7 +18,11 @@ pub struct Broker {
     pub logs: LogManager,
     pub producer_ids: ProducerIdAllocator,
     pub groups: GroupCoordinator,
+    /// Per-group config overrides (the GROUP config resource).
+    pub group_configs: GroupConfigStore,
     pub txns: TxnCoordinator,
+    /// Share groups (queues).
+    pub share: ShareCoordinator,
     /// Bytes of requests held at once (`queued-max-request-bytes`).
     pub request_budget: RequestBudget,
     /// The port clients reach us on (the bound port, not the configured one,
@@ -45,13 +51,23 @@ impl Broker {
             logs.open_internal(INTERNAL_OFFSETS_LOG, overrides.clone())?,
             config.group_config(),
         )?;
+        let share = ShareCoordinator::open(
+            logs.open_internal(INTERNAL_SHARE_LOG, overrides.clone())?,
+            ShareConfig {
+                heartbeat_interval_ms: config.group_share_heartbeat_interval_ms,
+                session_timeout_ms: config.group_share_session_timeout_ms,
+                max_record_locks: config.group_share_partition_max_record_locks as usize,
+                max_group_size: config.group_share_max_size as usize,
+            },
+        )?;
         let txns = TxnCoordinator::open(
             logs.open_internal(INTERNAL_TXN_LOG, overrides)?,
             &logs,
             config.txn_config(),
         )?;
-        let producer_ids =
-            ProducerIdAllocator::open(&std::path::Path::new(&config.data_dir).join("meta"))?;
+        let meta = std::path::Path::new(&config.data_dir).join("meta");
+        let producer_ids = ProducerIdAllocator::open(&meta)?;
+        let group_configs = GroupConfigStore::open(&meta, config.clone())?;
         let listen_host = config
             .listen
             .rsplit_once(':')
@@ -62,7 +78,9 @@ impl Broker {
                 usize::try_from(config.queued_max_request_bytes).unwrap_or(usize::MAX),
             ),
             producer_ids,
+            group_configs,
             groups,
+            share,
             txns,
             wildcard: bound.ip().is_unspecified(),
             port: bound.port(),
@@ -102,6 +120,7 @@ pub struct RequestContext {
     pub broker: Arc<Broker>,
     pub local_addr: SocketAddr,
     pub peer_addr: SocketAddr,
+    pub connection_id: u64,
     pub api_version: i16,
     pub client_id: Option<String>,
 }

@@ -104,6 +104,26 @@ pub struct Config {
     /// Forget an idle producer's sequence state in a partition this long
     /// after its last batch's timestamp. Default `86400000` (1 day).
     pub producer_id_expiration_ms: i64,
+    /// Share groups: how long a delivered record stays locked to its
+    /// consumer (the visibility timeout). Default `30000`.
+    pub group_share_record_lock_duration_ms: i64,
+    /// Smallest `share.record.lock.duration.ms` a group may set. Default
+    /// `15000` (Kafka's); can go down to 1000 for fast tests.
+    pub group_share_min_record_lock_duration_ms: i64,
+    /// Largest `share.record.lock.duration.ms` a group may set. Default `60000`.
+    pub group_share_max_record_lock_duration_ms: i64,
+    /// Deliveries of a record before it is archived. Default `5`.
+    pub group_share_delivery_count_limit: i64,
+    /// Heartbeat interval given to share group members. Default `5000`.
+    pub group_share_heartbeat_interval_ms: i64,
+    /// A share group member silent this long is removed. Default `45000`.
+    pub group_share_session_timeout_ms: i64,
+    /// In-flight records (acquired or waiting) per share-partition; when
+    /// reached, no new records are delivered until earlier ones complete.
+    /// Default `2000`.
+    pub group_share_partition_max_record_locks: i64,
+    /// Members per share group. Default `200`.
+    pub group_share_max_size: i64,
 }
 
 impl Default for Config {
@@ -143,6 +163,14 @@ impl Default for Config {
             transaction_max_timeout_ms: 900_000,
             transactional_id_expiration_ms: 604_800_000,
             producer_id_expiration_ms: 86_400_000,
+            group_share_record_lock_duration_ms: 30_000,
+            group_share_min_record_lock_duration_ms: 15_000,
+            group_share_max_record_lock_duration_ms: 60_000,
+            group_share_delivery_count_limit: 5,
+            group_share_heartbeat_interval_ms: 5_000,
+            group_share_session_timeout_ms: 45_000,
+            group_share_partition_max_record_locks: 2_000,
+            group_share_max_size: 200,
         }
     }
 }
@@ -324,6 +352,54 @@ impl Config {
         }
         if self.producer_id_expiration_ms < 1 {
             return Err(invalid("producer-id-expiration-ms", "must be >= 1"));
+        }
+        if !(1000..=30_000).contains(&self.group_share_min_record_lock_duration_ms) {
+            return Err(invalid(
+                "group-share-min-record-lock-duration-ms",
+                "must be in 1000..=30000",
+            ));
+        }
+        if !(30_000..=3_600_000).contains(&self.group_share_max_record_lock_duration_ms) {
+            return Err(invalid(
+                "group-share-max-record-lock-duration-ms",
+                "must be in 30000..=3600000",
+            ));
+        }
+        if self.group_share_record_lock_duration_ms < self.group_share_min_record_lock_duration_ms
+            || self.group_share_record_lock_duration_ms
+                > self.group_share_max_record_lock_duration_ms
+        {
+            return Err(invalid(
+                "group-share-record-lock-duration-ms",
+                "must be within group-share-min/max-record-lock-duration-ms",
+            ));
+        }
+        if !(2..=10).contains(&self.group_share_delivery_count_limit) {
+            return Err(invalid(
+                "group-share-delivery-count-limit",
+                "must be in 2..=10",
+            ));
+        }
+        if self.group_share_heartbeat_interval_ms < 100 {
+            return Err(invalid(
+                "group-share-heartbeat-interval-ms",
+                "must be >= 100",
+            ));
+        }
+        if self.group_share_session_timeout_ms <= self.group_share_heartbeat_interval_ms {
+            return Err(invalid(
+                "group-share-session-timeout-ms",
+                "must be larger than group-share-heartbeat-interval-ms",
+            ));
+        }
+        if !(100..=10_000).contains(&self.group_share_partition_max_record_locks) {
+            return Err(invalid(
+                "group-share-partition-max-record-locks",
+                "must be in 100..=10000",
+            ));
+        }
+        if self.group_share_max_size < 1 {
+            return Err(invalid("group-share-max-size", "must be >= 1"));
         }
         Ok(())
     }

@@ -15,6 +15,9 @@
 //!   with offset and time indexes, recovery, retention.
 //! - [`group`]: the consumer group coordinator (classic protocol), committed
 //!   offsets, and their internal log.
+//! - [`share`]: share groups (KIP-932 queues): membership, share sessions,
+//!   share-partition windows next to the logs they read, durable state,
+//!   dead-letter topics.
 //! - [`txn`]: exactly-once: producer ids, per-partition producer state
 //!   (sequences, open transactions, LSO) and the transaction coordinator.
 //! - [`broker`]: the shared state handlers see (config, logs, identity).
@@ -33,6 +36,7 @@ pub mod handlers;
 pub mod log;
 pub mod protocol;
 pub mod server;
+pub mod share;
 pub mod txn;
 
 pub use broker::Broker;

@@ -126,6 +126,7 @@ async fn serve_connection(
         broker,
         local_addr: local,
         peer_addr: peer,
+        id: NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     };
     loop {
         // Back-pressure: bound the produces waiting on fsyncs.
@@ -227,6 +228,8 @@ async fn serve_connection(
     drain(&mut queue, &mut write_buf, peer).await;
     let _ = flush(&mut writer, &mut write_buf).await;
     let _ = writer.shutdown().await;
+    // Share sessions die with their connection: their records go back.
+    conn.broker.share.connection_closed(conn.id).await;
 }
 
 /// Connections per client IP address (`max-connections-per-ip`).
@@ -348,10 +351,14 @@ fn frame_buffered(buf: &[u8]) -> bool {
     }
 }
 
-/// Fetch (1), JoinGroup (11) and SyncGroup (14) can be parked for a while.
+/// Fetch (1), JoinGroup (11), SyncGroup (14) and ShareFetch (78) can be
+/// parked for a while.
 fn may_wait(frame: &[u8]) -> bool {
-    frame.len() >= 2 && matches!(i16::from_be_bytes([frame[0], frame[1]]), 1 | 11 | 14)
+    frame.len() >= 2 && matches!(i16::from_be_bytes([frame[0], frame[1]]), 1 | 11 | 14 | 78)
 }
+
+/// Connection ids, unique for the process's life.
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 async fn maintenance_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms);
@@ -367,6 +374,10 @@ async fn maintenance_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) 
             last_retention = tokio::time::Instant::now();
         }
         broker.groups.tick().await;
+        broker
+            .share
+            .tick(&broker.logs, &broker.group_configs, crate::log::now_ms())
+            .await;
         broker
             .txns
             .tick_at(crate::log::now_ms(), broker.participants())

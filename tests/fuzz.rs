@@ -316,6 +316,7 @@ async fn fuzz_request_path() {
         broker: broker.clone(),
         local_addr: addr,
         peer_addr: "127.0.0.1:40000".parse().unwrap(),
+        id: 1,
     });
     let crash_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
     let mut rng = Rng(seed);

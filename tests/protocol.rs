@@ -986,3 +986,174 @@ async fn pipelined_produces_to_fsync_topics_answer_in_order() {
     assert_eq!(p.high_watermark, 26, "every acknowledged record is flushed");
     b.stop().await;
 }
+
+fn group_config_op(
+    name: &str,
+    op: i8,
+    value: Option<&str>,
+) -> incremental_alter_configs_request::AlterableConfig {
+    incremental_alter_configs_request::AlterableConfig::default()
+        .with_name(StrBytes::from_string(name.into()))
+        .with_config_operation(op)
+        .with_value(value.map(|v| StrBytes::from_string(v.into())))
+}
+
+async fn alter_group(
+    c: &mut Client,
+    group: &str,
+    ops: Vec<incremental_alter_configs_request::AlterableConfig>,
+) -> i16 {
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(StrBytes::from_string(group.into()))
+            .with_configs(ops),
+    ]);
+    c.send(1, &req).await.responses[0].error_code
+}
+
+/// (value, source) of a group config.
+async fn group_config(c: &mut Client, group: &str, name: &str) -> (String, i8) {
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(StrBytes::from_string(group.into()))
+            .with_configuration_keys(None),
+    ]);
+    let r = c.send(4, &req).await;
+    assert_eq!(r.results[0].error_code, 0);
+    let e = r.results[0]
+        .configs
+        .iter()
+        .find(|e| e.name.as_str() == name)
+        .unwrap_or_else(|| panic!("{name} not described"));
+    (e.value.as_ref().unwrap().to_string(), e.config_source)
+}
+
+/// Group configs (resource type 32): Kafka's names and defaults, validated
+/// against Kafka's bounds, for groups that need not exist, persisted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_configs_describe_alter_validate_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    assert_eq!(
+        group_config(&mut c, "nobody-yet", "consumer.session.timeout.ms").await,
+        ("45000".into(), 5)
+    );
+    let set = |v| vec![group_config_op("consumer.session.timeout.ms", 0, Some(v))];
+    assert_eq!(alter_group(&mut c, "g", set("50000")).await, 0);
+    assert_eq!(
+        group_config(&mut c, "g", "consumer.session.timeout.ms").await,
+        ("50000".into(), 8)
+    );
+    let invalid = ResponseError::InvalidConfig.code();
+    assert_eq!(alter_group(&mut c, "g", set("1000")).await, invalid);
+    assert_eq!(
+        alter_group(&mut c, "g", vec![group_config_op("no.such", 0, Some("1"))]).await,
+        invalid
+    );
+    assert_eq!(
+        alter_group(
+            &mut c,
+            "g",
+            vec![group_config_op("share.isolation.level", 2, Some("x"))]
+        )
+        .await,
+        invalid,
+        "APPEND on a non-list config"
+    );
+    assert_eq!(
+        alter_group(
+            &mut c,
+            "g",
+            vec![group_config_op(
+                "share.record.lock.duration.ms",
+                0,
+                Some("20000")
+            )]
+        )
+        .await,
+        0
+    );
+    b.stop().await;
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    assert_eq!(
+        group_config(&mut c, "g", "consumer.session.timeout.ms").await,
+        ("50000".into(), 8),
+        "survives a restart"
+    );
+    assert_eq!(
+        alter_group(
+            &mut c,
+            "g",
+            vec![group_config_op("consumer.session.timeout.ms", 1, None)]
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        group_config(&mut c, "g", "consumer.session.timeout.ms").await,
+        ("45000".into(), 5)
+    );
+    b.stop().await;
+}
+
+/// Without an authorizer every operation Kafka supports on a resource is
+/// reported as allowed, when asked for (and only then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorized_operations_without_an_authorizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    assert_eq!(c.create_topic("t", 1, &[]).await, 0);
+    // READ WRITE CREATE DELETE ALTER DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS
+    let topic_ops =
+        (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+    // CREATE ALTER DESCRIBE CLUSTER_ACTION DESCRIBE_CONFIGS ALTER_CONFIGS IDEMPOTENT_WRITE
+    let cluster_ops = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+    let meta = |include: bool| {
+        MetadataRequest::default()
+            .with_topics(None)
+            .with_include_cluster_authorized_operations(include)
+            .with_include_topic_authorized_operations(include)
+    };
+    let r = c.send(10, &meta(true)).await;
+    assert_eq!(r.topics[0].topic_authorized_operations, topic_ops);
+    assert_eq!(r.cluster_authorized_operations, cluster_ops);
+    let r = c.send(10, &meta(false)).await;
+    assert_eq!(r.topics[0].topic_authorized_operations, i32::MIN);
+    let r = c
+        .send(
+            1,
+            &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+        )
+        .await;
+    assert_eq!(r.cluster_authorized_operations, cluster_ops);
+    // A group: READ DELETE DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("og")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(topic("t"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(0),
+                ]),
+        ]);
+    c.send(8, &commit).await;
+    let r = c
+        .send(
+            5,
+            &DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_static_str("og"))])
+                .with_include_authorized_operations(true),
+        )
+        .await;
+    let group_ops = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+    assert_eq!(r.groups[0].authorized_operations, group_ops);
+    b.stop().await;
+}

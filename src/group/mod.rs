@@ -7,6 +7,7 @@
 //! order of the changes. JoinGroup and SyncGroup requests that must wait for
 //! other members release the lock and await a oneshot channel.
 
+pub mod configs;
 pub mod state;
 pub mod store;
 
@@ -231,6 +232,11 @@ impl GroupCoordinator {
 
     pub fn config(&self) -> &GroupConfig {
         &self.cfg
+    }
+
+    /// Whether a classic group of this id exists (a group id has one type).
+    pub async fn exists(&self, group_id: &str) -> bool {
+        self.inner.lock().await.groups.contains_key(group_id)
     }
 
     /// Records a FindCoordinator lookup of a group: a consumer about to join.

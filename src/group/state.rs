@@ -893,11 +893,16 @@ impl Group {
         if let Some(err) = self.check_member(member_id, instance_id) {
             return Err(err);
         }
-        if self.state == GroupState::CompletingRebalance {
-            return Err(code(ResponseError::RebalanceInProgress));
-        }
+        // Kafka's order: a commit from an older generation is
+        // ILLEGAL_GENERATION even while the next one completes (clients
+        // handle it without losing their assignment); only a member of the
+        // current generation gets REBALANCE_IN_PROGRESS, until its
+        // SyncGroup. PreparingRebalance accepts the current generation.
         if generation != self.generation {
             return Err(code(ResponseError::IllegalGeneration));
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return Err(code(ResponseError::RebalanceInProgress));
         }
         Ok(())
     }
@@ -1193,6 +1198,21 @@ mod tests {
         assert_eq!(
             g.validate_commit(&a, None, 0),
             Err(code(ResponseError::IllegalGeneration))
+        );
+        // A rejoin completes generation 2, which waits for SyncGroup: a
+        // commit of generation 1 (sent by a client still finishing the
+        // old assignment) is ILLEGAL_GENERATION, as in Kafka, which
+        // clients handle without losing their assignment; generation 2
+        // gets REBALANCE_IN_PROGRESS until it syncs.
+        join(&mut g, req(&a, "range", b"m"), 0);
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        assert_eq!(
+            g.validate_commit(&a, None, 1),
+            Err(code(ResponseError::IllegalGeneration))
+        );
+        assert_eq!(
+            g.validate_commit(&a, None, 2),
+            Err(code(ResponseError::RebalanceInProgress))
         );
     }
 }

@@ -26,6 +26,10 @@ pub async fn describe_cluster(
             return Ok(Some(resp));
         }
     }
+    if req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations =
+            crate::handlers::authorized_operations(crate::handlers::AclResource::Cluster);
+    }
     resp.brokers = vec![DescribeClusterBroker::default()
         .with_broker_id(BrokerId(b.node_id()))
         .with_host(str_bytes(ctx.advertised_host()))

@@ -15,12 +15,14 @@ use kafka_protocol::messages::*;
 
 use crate::broker::RequestContext;
 use crate::config::Config;
+use crate::group::configs::{self as group_configs, GROUP_CONFIGS};
 use crate::handlers::str_bytes;
 use crate::log::manager::TopicError;
 use crate::log::topic_config::{self, Kind, TOPIC_CONFIGS};
 use crate::protocol::HandlerResult;
 
 pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_GROUP: i8 = 32;
 pub const RESOURCE_BROKER: i8 = 4;
 pub const RESOURCE_BROKER_LOGGER: i8 = 8;
 
@@ -28,6 +30,7 @@ pub const RESOURCE_BROKER_LOGGER: i8 = 8;
 pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 pub const SOURCE_STATIC_BROKER: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
+pub const SOURCE_GROUP: i8 = 8;
 
 /// One described config entry.
 pub struct ConfigEntry {
@@ -52,6 +55,29 @@ pub fn topic_config_entries(
             let default = (d.default)(broker);
             let (value, source) = match overrides.get(d.name) {
                 Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
+                None => (default.clone(), SOURCE_DEFAULT),
+            };
+            ConfigEntry {
+                name: d.name.into(),
+                value,
+                source,
+                kind: d.kind,
+                read_only: false,
+                doc: d.doc,
+                default: Some(default),
+            }
+        })
+        .collect()
+}
+
+/// Every group config with its effective value and source.
+fn group_config_entries(broker: &Config, overrides: &IndexMap<String, String>) -> Vec<ConfigEntry> {
+    GROUP_CONFIGS
+        .iter()
+        .map(|d| {
+            let default = (d.default)(broker);
+            let (value, source) = match overrides.get(d.name) {
+                Some(v) => (v.clone(), SOURCE_GROUP),
                 None => (default.clone(), SOURCE_DEFAULT),
             };
             ConfigEntry {
@@ -131,6 +157,10 @@ pub async fn describe_configs(
                     }
                 }
                 RESOURCE_BROKER_LOGGER => Ok(Vec::new()),
+                RESOURCE_GROUP => Ok(group_config_entries(
+                    &b.config,
+                    &b.group_configs.overrides(res.resource_name.as_str()),
+                )),
                 other => Err((
                     ResponseError::InvalidRequest.code(),
                     format!("unsupported resource type {other}"),
@@ -270,8 +300,67 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
+/// Applies IncrementalAlterConfigs operations to `overrides`. `def_of`
+/// gives a known key's kind and default, `None` for an unknown key.
+fn apply_ops(
+    overrides: &mut IndexMap<String, String>,
+    ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+    def_of: impl Fn(&str) -> Option<(Kind, String)>,
+) -> Result<(), (i16, String)> {
+    let invalid = |m: String| (ResponseError::InvalidConfig.code(), m);
+    for c in ops {
+        let key = c.name.to_string();
+        let (kind, default) =
+            def_of(&key).ok_or_else(|| invalid(format!("unknown config `{key}`")))?;
+        let value = c.value.as_ref().map(|v| v.to_string());
+        match c.config_operation {
+            OP_SET => {
+                let v = value.ok_or_else(|| invalid(format!("null value for {key}")))?;
+                overrides.insert(key, v);
+            }
+            OP_DELETE => {
+                overrides.shift_remove(&key);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                if kind != Kind::List {
+                    return Err(invalid(format!("{key} is not a list config")));
+                }
+                let current = overrides.get(&key).cloned().unwrap_or(default);
+                let mut items: Vec<String> = current
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                for item in value
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    if c.config_operation == OP_APPEND {
+                        if !items.iter().any(|i| i == item) {
+                            items.push(item.to_string());
+                        }
+                    } else {
+                        items.retain(|i| i != item);
+                    }
+                }
+                overrides.insert(key, items.join(","));
+            }
+            op => {
+                return Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("unknown config operation {op}"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// IncrementalAlterConfigs: SET / DELETE / APPEND / SUBTRACT applied to the
-/// current overrides, validated as a whole, then persisted.
+/// current overrides of a topic or a group, validated as a whole, then
+/// persisted.
 pub async fn incremental_alter_configs(
     ctx: &RequestContext,
     req: IncrementalAlterConfigsRequest,
@@ -281,48 +370,34 @@ pub async fn incremental_alter_configs(
         .resources
         .into_iter()
         .map(|res| {
-            let result = (|| {
-                if res.resource_type != RESOURCE_TOPIC {
-                    return Err(non_topic_error(res.resource_type));
+            let name = res.resource_name.as_str();
+            let result = match res.resource_type {
+                RESOURCE_TOPIC => b
+                    .logs
+                    .topic(name)
+                    .ok_or_else(|| topic_error(TopicError::Unknown(name.into())))
+                    .and_then(|topic| {
+                        let mut overrides = topic.overrides();
+                        apply_ops(&mut overrides, &res.configs, |k| {
+                            topic_config::find_def(k).map(|d| (d.kind, (d.default)(&b.config)))
+                        })?;
+                        b.logs
+                            .set_topic_configs(name, overrides, req.validate_only)
+                            .map_err(topic_error)
+                    }),
+                RESOURCE_GROUP => {
+                    let mut overrides = b.group_configs.overrides(name);
+                    apply_ops(&mut overrides, &res.configs, |k| {
+                        group_configs::find_def(k).map(|d| (d.kind, (d.default)(&b.config)))
+                    })
+                    .and_then(|()| {
+                        b.group_configs
+                            .set(name, overrides, req.validate_only)
+                            .map_err(|m| (ResponseError::InvalidConfig.code(), m))
+                    })
                 }
-                let name = res.resource_name.as_str();
-                let topic = b.logs.topic(name).ok_or_else(|| topic_error(TopicError::Unknown(name.into())))?;
-                let mut overrides = topic.overrides();
-                for c in &res.configs {
-                    let key = c.name.to_string();
-                    let def = topic_config::find_def(&key)
-                        .ok_or_else(|| (ResponseError::InvalidConfig.code(), format!("unknown topic config `{key}`")))?;
-                    let value = c.value.as_ref().map(|v| v.to_string());
-                    match c.config_operation {
-                        OP_SET => {
-                            let v = value.ok_or_else(|| (ResponseError::InvalidConfig.code(), format!("null value for {key}")))?;
-                            overrides.insert(key, v);
-                        }
-                        OP_DELETE => {
-                            overrides.shift_remove(&key);
-                        }
-                        OP_APPEND | OP_SUBTRACT => {
-                            if def.kind != Kind::List {
-                                return Err((ResponseError::InvalidConfig.code(), format!("{key} is not a list config")));
-                            }
-                            let current = overrides.get(&key).cloned().unwrap_or_else(|| (def.default)(&b.config));
-                            let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-                            for item in value.unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                                if c.config_operation == OP_APPEND {
-                                    if !items.iter().any(|i| i == item) {
-                                        items.push(item.to_string());
-                                    }
-                                } else {
-                                    items.retain(|i| i != item);
-                                }
-                            }
-                            overrides.insert(key, items.join(","));
-                        }
-                        op => return Err((ResponseError::InvalidRequest.code(), format!("unknown config operation {op}"))),
-                    }
-                }
-                b.logs.set_topic_configs(name, overrides, req.validate_only).map_err(topic_error)
-            })();
+                other => Err(non_topic_error(other)),
+            };
             resource_response!(
                 kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse,
                 res.resource_type,

@@ -24,7 +24,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::RequestContext;
-use crate::group::state::{CommittedOffset, JoinRequest, SyncRequest};
+use crate::group::state::{CommittedOffset, JoinOutcome, JoinRequest, SyncRequest};
 use crate::group::OffsetCommit;
 use crate::handlers::{str_bytes, topic_name};
 use crate::protocol::HandlerResult;
@@ -124,7 +124,23 @@ pub async fn join_group(
             .collect(),
         require_known_member_id: v >= 4,
     };
-    let out = ctx.broker.groups.join(req.group_id.0.as_str(), join).await;
+    // A group id has one type: a share group's id cannot be joined as a
+    // classic group.
+    let out = if ctx
+        .broker
+        .share
+        .is_share_group(req.group_id.0.as_str())
+        .await
+    {
+        JoinOutcome {
+            error: ResponseError::InconsistentGroupProtocol.code(),
+            generation: -1,
+            member_id: join.member_id.clone(),
+            ..Default::default()
+        }
+    } else {
+        ctx.broker.groups.join(req.group_id.0.as_str(), join).await
+    };
     let mut resp = JoinGroupResponse::default()
         .with_error_code(out.error)
         .with_generation_id(out.generation)
@@ -466,27 +482,41 @@ pub async fn list_groups(
     } else {
         Vec::new()
     };
-    let groups = ctx
+    let wants = |kind: &str, state: &str| {
+        (types.is_empty() || types.iter().any(|t| t == kind))
+            && (states.is_empty() || states.contains(&state.to_lowercase()))
+    };
+    let listed = |id: String, protocol_type: String, state: &str, kind: &str| {
+        let mut g = ListedGroup::default()
+            .with_group_id(GroupId(str_bytes(id)))
+            .with_protocol_type(str_bytes(protocol_type));
+        if v >= 4 {
+            g.group_state = str_bytes(state);
+        }
+        if v >= 5 {
+            g.group_type = str_bytes(kind);
+        }
+        g
+    };
+    let mut groups: Vec<ListedGroup> = ctx
         .broker
         .groups
         .list()
         .await
         .into_iter()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-        .map(|(id, protocol_type, state)| {
-            let mut g = ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(id)))
-                .with_protocol_type(str_bytes(protocol_type));
-            if v >= 4 {
-                g.group_state = str_bytes(state);
-            }
-            if v >= 5 {
-                g.group_type = str_bytes("classic");
-            }
-            g
-        })
+        .filter(|(_, _, state)| wants("classic", state))
+        .map(|(id, protocol_type, state)| listed(id, protocol_type, state, "classic"))
         .collect();
+    // Share groups' protocol type is "share", as in Kafka.
+    groups.extend(
+        ctx.broker
+            .share
+            .list()
+            .await
+            .into_iter()
+            .filter(|(_, state)| wants("share", state))
+            .map(|(id, state)| listed(id, "share".into(), state, "share")),
+    );
     Ok(Some(ListGroupsResponse::default().with_groups(groups)))
 }
 
@@ -507,6 +537,10 @@ pub async fn describe_groups(
                 }
             }
             Some(d) => {
+                if v >= 3 && req.include_authorized_operations {
+                    g.authorized_operations =
+                        crate::handlers::authorized_operations(crate::handlers::AclResource::Group);
+                }
                 g.group_state = str_bytes(d.state);
                 g.protocol_type = str_bytes(d.protocol_type);
                 g.protocol_data = str_bytes(d.protocol_name);
@@ -538,7 +572,21 @@ pub async fn delete_groups(
     req: DeleteGroupsRequest,
 ) -> HandlerResult<DeleteGroupsResponse> {
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
-    let codes = ctx.broker.groups.delete_groups(&ids).await;
+    let mut codes = ctx.broker.groups.delete_groups(&ids).await;
+    // A share group of that id (the classic coordinator does not know it).
+    for (id, code) in ids.iter().zip(codes.iter_mut()) {
+        if *code == ResponseError::GroupIdNotFound.code()
+            && ctx.broker.share.is_share_group(id).await
+        {
+            *code = match ctx.broker.share.delete_group(id).await {
+                Ok(()) => {
+                    ctx.broker.group_configs.remove(id);
+                    0
+                }
+                Err(c) => c,
+            };
+        }
+    }
     let results = req
         .groups_names
         .into_iter()

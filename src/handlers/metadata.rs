@@ -9,7 +9,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
 use crate::broker::RequestContext;
-use crate::handlers::{str_bytes, topic_name};
+use crate::handlers::{authorized_operations, str_bytes, topic_name, AclResource};
 use crate::log::manager::{Topic, TopicError};
 use crate::protocol::HandlerResult;
 
@@ -80,6 +80,14 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> HandlerResult
                 }
             }
         }
+    }
+    if v >= 8 && req.include_topic_authorized_operations {
+        for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+            t.topic_authorized_operations = authorized_operations(AclResource::Topic);
+        }
+    }
+    if (8..=10).contains(&v) && req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = authorized_operations(AclResource::Cluster);
     }
     resp.topics = topics;
     Ok(Some(resp))

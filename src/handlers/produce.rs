@@ -12,12 +12,14 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use crate::broker::RequestContext;
 use crate::handlers::{str_bytes, topic_name};
-use crate::log::{now_ms, Partition};
+use crate::log::{now_ms, LogError, Partition};
 use crate::protocol::{HandlerResult, ProtocolError};
 
 /// A produce request whose batches are in the page cache.
@@ -46,6 +48,22 @@ fn fail(out: &mut PartitionProduceResponse, version: i16, code: i16, message: St
     out.base_offset = -1;
     if version >= 8 {
         out.error_message = Some(str_bytes(message));
+    }
+}
+
+/// KIP-467 (v8+): which records of the batch caused the error.
+fn record_errors(out: &mut PartitionProduceResponse, version: i16, e: &LogError) {
+    if let (true, LogError::KeylessRecords { indexes }) = (version >= 8, e) {
+        out.record_errors = indexes
+            .iter()
+            .map(|i| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(*i)
+                    .with_batch_index_error_message(Some(str_bytes(
+                        "Compacted topic cannot accept message without key.",
+                    )))
+            })
+            .collect();
     }
 }
 
@@ -92,9 +110,10 @@ pub fn append_all(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                     ResponseError::InvalidRecord.code(),
                     "null records".to_string(),
                 )),
-                (Some(p), Some(records)) => p
-                    .append_nowait(records, now_ms())
-                    .map_err(|e| (e.code(), e.to_string())),
+                (Some(p), Some(records)) => p.append_nowait(records, now_ms()).map_err(|e| {
+                    record_errors(&mut out, v, &e);
+                    (e.code(), e.to_string())
+                }),
             };
             match result {
                 Ok((info, flush)) => {

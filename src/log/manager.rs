@@ -38,6 +38,7 @@ const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 /// The group coordinator's internal log; a topic of this name is refused.
 pub const INTERNAL_OFFSETS_LOG: &str = "__consumer_offsets";
 pub const INTERNAL_TXN_LOG: &str = "__transaction_state";
+pub const INTERNAL_SHARE_LOG: &str = "__share_group_state";
 const DELETED_SUFFIX: &str = ".deleted";
 
 /// Topic-level failures, each mapped to one Kafka error code.
@@ -354,7 +355,9 @@ impl LogManager {
         configs: &IndexMap<String, String>,
     ) -> Result<i32, TopicError> {
         validate_topic_name(name)?;
-        if self.topic(name).is_some() || name == INTERNAL_OFFSETS_LOG || name == INTERNAL_TXN_LOG {
+        if self.topic(name).is_some()
+            || [INTERNAL_OFFSETS_LOG, INTERNAL_TXN_LOG, INTERNAL_SHARE_LOG].contains(&name)
+        {
             return Err(TopicError::AlreadyExists(name.into()));
         }
         let partitions = if partitions == -1 {

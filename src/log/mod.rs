@@ -35,6 +35,11 @@ pub enum LogError {
     Corrupt(&'static str),
     #[error("invalid record batch: {0}")]
     InvalidRecord(&'static str),
+    #[error("compacted topic cannot accept records without a key")]
+    KeylessRecords {
+        /// Indexes of the key-less records within the batch (KIP-467).
+        indexes: Vec<i32>,
+    },
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     MessageTooLarge { size: usize, max: usize },
     #[error("offset {offset} outside [{log_start}, {log_end}]")]
@@ -61,7 +66,9 @@ impl LogError {
     pub fn code(&self) -> i16 {
         match self {
             LogError::Corrupt(_) => ResponseError::CorruptMessage.code(),
-            LogError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
+            LogError::InvalidRecord(_) | LogError::KeylessRecords { .. } => {
+                ResponseError::InvalidRecord.code()
+            }
             LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
             LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),

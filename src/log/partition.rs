@@ -25,6 +25,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::log::batch::{self, BatchHeader, ControlMarker, HEADER_LEN};
+use crate::log::compression::Codec;
 use crate::log::disk::{self, LogFile};
 use crate::log::segment::{Segment, SegmentSlice};
 use crate::log::topic_config::TopicConfig;
@@ -315,6 +316,11 @@ impl Partition {
         }
         let config = log.config.clone();
         let header = batch::validate_produce_batch(batch, config.max_message_bytes)?;
+        if config.cleanup_compact {
+            check_keys(batch)?;
+        }
+        let recompressed = recompress(batch, &header, config.compression)?;
+        let batch = recompressed.as_deref().unwrap_or(batch);
         let base_offset = log.log_end_offset;
         // The 61-byte header is patched on a copy; header and records are
         // then assembled in the reused scratch buffer for a single write.
@@ -742,6 +748,48 @@ impl Partition {
 
     pub fn segment_count(&self) -> usize {
         self.lock().segments.len()
+    }
+}
+
+/// Topic-level `compression.type` other than `producer`: a batch in
+/// another codec is rewritten in the topic's (records, offsets deltas,
+/// timestamps, producer fields and the last offset delta kept, as Kafka's
+/// LogValidator does); a batch already in it is kept as sent.
+fn recompress(batch: &[u8], h: &BatchHeader, codec: Option<Codec>) -> Result<Option<Vec<u8>>> {
+    let Some(codec) = codec else {
+        return Ok(None);
+    };
+    if h.compression_codec() == codec as i16 {
+        return Ok(None);
+    }
+    const LIMIT: usize = 256 << 20;
+    let (_, records) = crate::log::records::decode(batch, LIMIT)
+        .map_err(|_| LogError::Corrupt("cannot decode a batch to recompress it"))?;
+    let spec = crate::log::records::BatchSpec::of(h, codec);
+    crate::log::records::encode(&spec, &records)
+        .map(Some)
+        .map_err(LogError::Io)
+}
+
+/// A compacted topic keeps the latest record per key, so every record
+/// must have one (Kafka's LogValidator): the batch is refused whole, with
+/// the indexes of the key-less records.
+fn check_keys(batch: &[u8]) -> Result<()> {
+    // Decompression is bounded: a produce batch is hostile input.
+    const LIMIT: usize = 256 << 20;
+    let (_, records) = crate::log::records::decode(batch, LIMIT).map_err(|_| {
+        LogError::Corrupt("cannot decode the records of a batch for a compacted topic")
+    })?;
+    let indexes: Vec<i32> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| i as i32)
+        .collect();
+    if indexes.is_empty() {
+        Ok(())
+    } else {
+        Err(LogError::KeylessRecords { indexes })
     }
 }
 
@@ -1619,5 +1667,88 @@ mod tests {
                 .base_offset,
             6
         );
+    }
+
+    /// A compacted topic refuses a batch with key-less records whole,
+    /// naming them (KIP-467); compressed batches are looked into.
+    #[tokio::test]
+    async fn compacted_topics_refuse_keyless_records() {
+        use crate::log::compression::Codec;
+        use crate::log::records::{self, BatchSpec, Record};
+        let dir = tempfile::tempdir().unwrap();
+        let p =
+            Partition::create(dir.path(), "t", 0, cfg(&[("cleanup.policy", "compact")])).unwrap();
+        let rec = |i: i64, key: Option<&'static [u8]>| Record {
+            offset: i,
+            timestamp: 0,
+            key: key.map(Bytes::from_static),
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+        };
+        let mixed = records::encode(
+            &BatchSpec::plain(Codec::Gzip),
+            &[
+                rec(0, Some(b"a")),
+                rec(1, None),
+                rec(2, Some(b"b")),
+                rec(3, None),
+            ],
+        )
+        .unwrap();
+        match p.append(&mixed, 0).await {
+            Err(LogError::KeylessRecords { indexes }) => assert_eq!(indexes, vec![1, 3]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.offsets().log_end, 0);
+        let keyed = records::encode(&BatchSpec::plain(Codec::Lz4), &[rec(0, Some(b"a"))]).unwrap();
+        p.append(&keyed, 0).await.unwrap();
+        // Topics that only delete accept key-less records.
+        let d = Partition::create(dir.path(), "d", 0, cfg(&[])).unwrap();
+        d.append(&mixed, 0).await.unwrap();
+    }
+
+    /// Topic-level compression.type: other codecs are recompressed on
+    /// append with the same records; the topic's own codec is kept as sent.
+    #[tokio::test]
+    async fn topic_compression_recompresses_other_codecs_only() {
+        use crate::log::compression::Codec;
+        use crate::log::records::{self, BatchSpec, Record};
+        let dir = tempfile::tempdir().unwrap();
+        let p =
+            Partition::create(dir.path(), "t", 0, cfg(&[("compression.type", "zstd")])).unwrap();
+        let recs: Vec<Record> = (0..3)
+            .map(|i| Record {
+                offset: i,
+                timestamp: 100 + i,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: vec![],
+            })
+            .collect();
+        let gzip = records::encode(&BatchSpec::plain(Codec::Gzip), &recs).unwrap();
+        let zstd = records::encode(&BatchSpec::plain(Codec::Zstd), &recs).unwrap();
+        p.append(&gzip, 0).await.unwrap();
+        p.append(&zstd, 0).await.unwrap();
+        let r = p
+            .read(0, 1 << 20, true, Isolation::ReadUncommitted)
+            .unwrap();
+        let first = BatchHeader::parse(&r.records).unwrap();
+        assert_eq!(
+            first.compression_codec(),
+            Codec::Zstd as i16,
+            "recompressed"
+        );
+        let (_, got) = records::decode(&r.records[..first.total_len()], 1 << 20).unwrap();
+        assert_eq!(
+            got.iter().map(|r| r.value.clone()).collect::<Vec<_>>(),
+            recs.iter().map(|r| r.value.clone()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        // The zstd batch is stored as sent (only its offsets patched).
+        let second = &r.records[first.total_len()..];
+        assert_eq!(&second[HEADER_LEN..], &zstd[HEADER_LEN..]);
     }
 }

@@ -8,6 +8,7 @@
 use indexmap::IndexMap;
 
 use crate::config::Config;
+use crate::log::compression::Codec;
 
 /// Value kinds, as DescribeConfigs v3+ reports them (`config_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,14 +92,10 @@ fn v_cleanup_policy(v: &str) -> Result<(), String> {
         .ok_or_else(|| "must be delete, compact or delete,compact".into())
 }
 fn v_compression(v: &str) -> Result<(), String> {
-    // Weir stores batches exactly as produced and never recompresses, so
-    // only `producer` (keep the producer's codec) can be honoured.
     match v.trim() {
         "producer" => Ok(()),
-        "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => {
-            Err("Weir never recompresses; only compression.type=producer is supported".into())
-        }
-        _ => Err("unknown compression type".into()),
+        other if Codec::from_name(other).is_some() => Ok(()),
+        _ => Err("must be producer, uncompressed, gzip, snappy, lz4 or zstd".into()),
     }
 }
 
@@ -143,7 +140,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         String,
         |_| "producer".into(),
         v_compression,
-        "only producer: batches are stored as sent"
+        "producer keeps the producer's codec; otherwise batches in another codec are recompressed on append"
     ),
     def!(
         "delete.retention.ms",
@@ -320,6 +317,10 @@ pub struct TopicConfig {
     pub flush_ms: i64,
     pub log_append_time: bool,
     pub cleanup_delete: bool,
+    /// `cleanup.policy` includes `compact`: records must have keys.
+    pub cleanup_compact: bool,
+    /// `compression.type`: `None` for `producer` (batches kept as sent).
+    pub compression: Option<Codec>,
 }
 
 impl TopicConfig {
@@ -346,6 +347,10 @@ impl TopicConfig {
             cleanup_delete: parse_cleanup_policy(&get("cleanup.policy"))
                 .map(|p| p.0)
                 .unwrap_or(true),
+            cleanup_compact: parse_cleanup_policy(&get("cleanup.policy"))
+                .map(|p| p.1)
+                .unwrap_or(false),
+            compression: Codec::from_name(get("compression.type").trim()),
         }
     }
 
@@ -390,7 +395,8 @@ mod tests {
         assert!(validate_override("retention.ms", "abc").is_err());
         assert!(validate_override("retention.ms", "-2").is_err());
         assert!(validate_override("no.such", "1").is_err());
-        assert!(validate_override("compression.type", "gzip").is_err());
+        assert!(validate_override("compression.type", "gzip").is_ok());
+        assert!(validate_override("compression.type", "brotli").is_err());
         assert!(validate_override("cleanup.policy", "compact,delete").is_ok());
     }
 }

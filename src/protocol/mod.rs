@@ -53,6 +53,8 @@ pub struct Connection {
     pub broker: Arc<Broker>,
     pub local_addr: SocketAddr,
     pub peer_addr: SocketAddr,
+    /// Unique per connection (share sessions live and die with it).
+    pub id: u64,
 }
 
 /// A handler's answer: `None` sends nothing (acks=0 Produce).
@@ -146,6 +148,13 @@ api_table! {
     DescribeProducers: DescribeProducersRequest => handlers::txn::describe_producers, advertise 0..=0;
     DescribeTransactions: DescribeTransactionsRequest => handlers::txn::describe_transactions, advertise 0..=0;
     ListTransactions: ListTransactionsRequest => handlers::txn::list_transactions, advertise 0..=1;
+    ShareGroupHeartbeat: ShareGroupHeartbeatRequest => handlers::share::share_group_heartbeat, advertise 1..=1;
+    ShareGroupDescribe: ShareGroupDescribeRequest => handlers::share::share_group_describe, advertise 1..=1;
+    ShareFetch: ShareFetchRequest => handlers::share::share_fetch, advertise 1..=1;
+    ShareAcknowledge: ShareAcknowledgeRequest => handlers::share::share_acknowledge, advertise 1..=1;
+    DescribeShareGroupOffsets: DescribeShareGroupOffsetsRequest => handlers::share::describe_share_group_offsets, advertise 0..=0;
+    AlterShareGroupOffsets: AlterShareGroupOffsetsRequest => handlers::share::alter_share_group_offsets, advertise 0..=0;
+    DeleteShareGroupOffsets: DeleteShareGroupOffsetsRequest => handlers::share::delete_share_group_offsets, advertise 0..=0;
 }
 
 pub fn find_api(key: i16) -> Option<&'static ApiSupport> {
@@ -198,6 +207,7 @@ pub async fn handle_frame(
         broker: conn.broker.clone(),
         local_addr: conn.local_addr,
         peer_addr: conn.peer_addr,
+        connection_id: conn.id,
         api_version: version,
         client_id: header.client_id.as_ref().map(|s| s.to_string()),
     };

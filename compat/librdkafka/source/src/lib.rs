@@ -1,0 +1,1 @@
+//! Empty: this package only exists to fetch rdkafka-sys's sources.
