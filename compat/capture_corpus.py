@@ -152,6 +152,34 @@ def drive_confluent(bootstrap):
     admin.delete_topics(["ck"])["ck"].result(10)
 
 
+def drive_share(bootstrap):
+    from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
+                                       ConfigResource, NewTopic, ResourceType)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("sq", 1, 1)])["sq"].result(10)
+    res = ConfigResource(ResourceType.GROUP, "sqg", incremental_configs=[
+        ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(10)
+    p = Producer({"bootstrap.servers": bootstrap})
+    for i in range(20):
+        p.produce("sq", value=b"q%d" % i)
+    p.flush(10)
+    c = ShareConsumer({"bootstrap.servers": bootstrap, "group.id": "sqg",
+                       "share.acknowledgement.mode": "explicit"})
+    c.subscribe(["sq"])
+    kinds = [AcknowledgeType.ACCEPT, AcknowledgeType.RELEASE, AcknowledgeType.REJECT]
+    deadline = time.time() + 10
+    seen = 0
+    while seen < 20 and time.time() < deadline:
+        for m in c.poll(0.5):
+            if not m.error():
+                c.acknowledge(m, kinds[seen % 3])
+                seen += 1
+        c.commit_sync(5)
+    c.close()
+
+
 def drive_kafkajs(bootstrap):
     script = os.path.join(ROOT, "compat", "kafkajs", "scenarios.js")
     for scenario in ["idempotent", "transactions", "sendOffsets", "fencing"]:
@@ -174,7 +202,7 @@ def main():
     proxy(listen, ("127.0.0.2", port))
     bootstrap = f"127.0.0.1:{port}"
     try:
-        for drive in (drive_kafka_python, drive_confluent, drive_kafkajs):
+        for drive in (drive_kafka_python, drive_confluent, drive_share, drive_kafkajs):
             try:
                 drive(bootstrap)
             except Exception as e:  # a partial run still yields frames

@@ -209,3 +209,31 @@ def test_group_configs_are_validated(qbroker):
         group_config(qbroker, "cfg-group", share_record_lock_duration_ms=999999)
     with pytest.raises(Exception):
         group_config(qbroker, "cfg-group", share_isolation_level="sometimes")
+
+
+def test_read_committed_share_group_skips_aborted_and_open_transactions(qbroker, topic_name):
+    group = f"g-{topic_name}"
+    setup(qbroker, topic_name, 0, group, share_isolation_level="read_committed")
+    p = Producer({"bootstrap.servers": qbroker.bootstrap, "transactional.id": f"tx-{topic_name}"})
+    p.init_transactions(10)
+    for label, commit in [(b"c1", True), (b"a1", False), (b"c2", True)]:
+        p.begin_transaction()
+        for i in range(3):
+            p.produce(topic_name, value=b"%s-%d" % (label, i), partition=0)
+        p.flush(10)
+        if commit:
+            p.commit_transaction(10)
+        else:
+            p.abort_transaction(10)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"open-0", partition=0)
+    p.flush(10)  # left open: beyond the last stable offset
+    c = consumer(qbroker, group)
+    c.subscribe([topic_name])
+    got = poll_until(c, 6, timeout=15)
+    assert sorted(m.value() for m in got) == sorted(
+        [b"c1-0", b"c1-1", b"c1-2", b"c2-0", b"c2-1", b"c2-2"])
+    assert poll_until(c, 1, timeout=2) == [], "nothing aborted or open is delivered"
+    c.commit_sync(10)
+    c.close()
+    p.abort_transaction(10)

@@ -164,7 +164,7 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
 
 /// APIs whose handlers may legitimately wait (long polls, rebalances).
 fn may_wait(key: i16) -> bool {
-    matches!(key, 1 | 11 | 14)
+    matches!(key, 1 | 11 | 14 | 78)
 }
 
 /// The harness bounds the work one request may ask for: a mutated

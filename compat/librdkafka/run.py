@@ -80,7 +80,7 @@ def build():
 
 
 def read_list():
-    """(test, tags, reason) from tests.txt; tags: run | quick | known | exclude."""
+    """(test, tags, reason) from tests.txt; tags: run | quick | known | slow | exclude."""
     out = []
     with open(os.path.join(HERE, "tests.txt")) as f:
         for line in f:
@@ -205,7 +205,8 @@ def main():
     ap.add_argument("--consumer-protocol", action="store_true",
                     help="TEST_CONSUMER_GROUP_PROTOCOL=consumer (KIP-848)")
     ap.add_argument("--tests", help="comma-separated test numbers (overrides the list)")
-    ap.add_argument("--timeout", type=int, default=300, help="per test, seconds")
+    ap.add_argument("--timeout", type=int, default=300,
+                    help="per test, seconds (tests tagged slow get four times as long)")
     ap.add_argument("--weir", default=os.path.join(ROOT, "target", "release", "weir"))
     args = ap.parse_args()
 
@@ -215,17 +216,21 @@ def main():
     if args.tests:
         wanted = [(t, ["run"], "") for t in args.tests.split(",")]
         known = {}
+        slow = {t for t, tags, _ in listed if "slow" in tags}
     else:
         wanted = [(t, tags, r) for t, tags, r in listed
                   if "exclude" not in tags and (not args.quick or "quick" in tags)]
     known = {t: r for t, tags, r in listed if "known" in tags}
+    slow = {t for t, tags, _ in listed if "slow" in tags}
     excluded = [(t, r) for t, tags, r in listed if "exclude" in tags]
 
     base = tempfile.mkdtemp(prefix="weir-librdkafka-")
     weir = Weir(args.weir, base)
     weir.start()
     bootstrap = f"127.0.0.1:{weir.port}"
-    with open(os.path.join(TESTS_DIR, "test.conf"), "w") as f:
+    # A test.conf of this run's own (runs may overlap: the build is shared).
+    test_conf = os.path.join(base, "test.conf")
+    with open(test_conf, "w") as f:
         f.write(f"metadata.broker.list={bootstrap}\n")
     env = dict(os.environ)
     env.update({
@@ -233,6 +238,7 @@ def main():
         "BROKERS": bootstrap,
         "KAFKA_PATH": kafka_path(base, args.weir, bootstrap),
         "TEST_LEVEL": "2",
+        "RDKAFKA_TEST_CONF": test_conf,
         # test-runner links librdkafka dynamically from the build tree.
         "LD_LIBRARY_PATH": os.path.join(SRC, "src") + ":" + os.path.join(SRC, "src-cpp"),
     })
@@ -247,7 +253,8 @@ def main():
             if not weir.alive():
                 log("weir exited; restarting it")
                 weir.start()
-            status, detail, secs = run_test(test, env, args.timeout, logdir)
+            timeout = args.timeout * (4 if test in slow else 1)
+            status, detail, secs = run_test(test, env, timeout, logdir)
             if status == "FAILED" and test in known:
                 # Owned by another open issue (named in tests.txt and
                 # compat/FINDINGS.md): reported, not counted as a failure.

@@ -631,7 +631,9 @@ impl Group {
 
     fn become_empty(&mut self, now: i64) {
         self.state = GroupState::Empty;
-        self.protocol_type = None;
+        // Kafka keeps the protocol type of a group whose members left (it
+        // is what tells a consumer group from a "simple" one that only
+        // ever had offsets committed); the next member may bring another.
         self.protocol_name = None;
         self.leader = None;
         self.empty_since_ms = now;
