@@ -208,6 +208,8 @@ def main():
     ap.add_argument("--timeout", type=int, default=300,
                     help="per test, seconds (tests tagged slow get four times as long)")
     ap.add_argument("--weir", default=os.path.join(ROOT, "target", "release", "weir"))
+    ap.add_argument("--publish", action="store_true",
+                    help="also write the summary to docs/compat/librdkafka.md")
     args = ap.parse_args()
 
     fetch_source()
@@ -288,6 +290,16 @@ def main():
     with open(os.path.join(WORK, "summary.md"), "w") as f:
         f.write(summary)
     print(summary)
+    if args.publish:
+        doc = os.path.join(ROOT, "docs", "compat", "librdkafka.md")
+        os.makedirs(os.path.dirname(doc), exist_ok=True)
+        with open(doc, "w") as f:
+            f.write(summary.replace(
+                "\n\n", "\n\nReproduce with `make compat-librdkafka` (this file: "
+                "`python3 compat/librdkafka/run.py --publish`). The list and the reason for "
+                "every test not run are in `compat/librdkafka/tests.txt`; known failures "
+                "are owned by the open issues named there and in `compat/FINDINGS.md`. "
+                f"Sources: the rdkafka-sys crate {CRATE.split('-', 2)[2]}.\n\n", 1))
     # The plain closing line CI reads.
     print(f"librdkafka: {counts['KNOWN']} known failures owned by other open issues")
     print(f"librdkafka: {counts['PASSED']} passed, {counts['FAILED']} failed, "

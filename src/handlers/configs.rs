@@ -44,6 +44,28 @@ pub struct ConfigEntry {
     pub default: Option<String>,
 }
 
+/// A known key's effective value: its override (reported with
+/// `override_source`) or its default.
+fn entry(
+    (name, kind, default, doc): (&'static str, Kind, String, &'static str),
+    overrides: &IndexMap<String, String>,
+    override_source: i8,
+) -> ConfigEntry {
+    let (value, source) = match overrides.get(name) {
+        Some(v) => (v.clone(), override_source),
+        None => (default.clone(), SOURCE_DEFAULT),
+    };
+    ConfigEntry {
+        name: name.into(),
+        value,
+        source,
+        kind,
+        read_only: false,
+        doc,
+        default: Some(default),
+    }
+}
+
 /// Every topic config with its effective value and source.
 pub fn topic_config_entries(
     broker: &Config,
@@ -52,20 +74,8 @@ pub fn topic_config_entries(
     TOPIC_CONFIGS
         .iter()
         .map(|d| {
-            let default = (d.default)(broker);
-            let (value, source) = match overrides.get(d.name) {
-                Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
-                None => (default.clone(), SOURCE_DEFAULT),
-            };
-            ConfigEntry {
-                name: d.name.into(),
-                value,
-                source,
-                kind: d.kind,
-                read_only: false,
-                doc: d.doc,
-                default: Some(default),
-            }
+            let def = (d.name, d.kind, (d.default)(broker), d.doc);
+            entry(def, overrides, SOURCE_DYNAMIC_TOPIC)
         })
         .collect()
 }
@@ -75,20 +85,11 @@ fn group_config_entries(broker: &Config, overrides: &IndexMap<String, String>) -
     GROUP_CONFIGS
         .iter()
         .map(|d| {
-            let default = (d.default)(broker);
-            let (value, source) = match overrides.get(d.name) {
-                Some(v) => (v.clone(), SOURCE_GROUP),
-                None => (default.clone(), SOURCE_DEFAULT),
-            };
-            ConfigEntry {
-                name: d.name.into(),
-                value,
-                source,
-                kind: d.kind,
-                read_only: false,
-                doc: d.doc,
-                default: Some(default),
-            }
+            entry(
+                (d.name, d.kind, (d.default)(broker), d.doc),
+                overrides,
+                SOURCE_GROUP,
+            )
         })
         .collect()
 }
