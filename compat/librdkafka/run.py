@@ -11,7 +11,8 @@
 2. Builds librdkafka and tests/test-runner once (cached there).
 3. Starts Weir with the broker defaults the suite assumes (its "default"
    scenario: num.partitions=4; Kafka's group.initial.rebalance.delay.ms=3000
-   and session timeout bounds), with a kafka-topics.sh shim backed by
+   and session timeout bounds; share lock durations down to 1 s as
+   librdkafka's CI configures Kafka), with a kafka-topics.sh shim backed by
    `weir topic` for the tests that shell out to Kafka's tools.
 4. Runs each test of the curated list (compat/librdkafka/tests.txt) on its
    own, with a hard timeout, restarting Weir if it ever exits.
@@ -44,6 +45,7 @@ BROKER_CONFIG = """\
 num-partitions = 4
 group-initial-rebalance-delay-ms = 3000
 group-min-session-timeout-ms = 6000
+group-share-min-record-lock-duration-ms = 1000
 """
 
 
@@ -205,6 +207,8 @@ def main():
     ap.add_argument("--consumer-protocol", action="store_true",
                     help="TEST_CONSUMER_GROUP_PROTOCOL=consumer (KIP-848)")
     ap.add_argument("--tests", help="comma-separated test numbers (overrides the list)")
+    ap.add_argument("--share", action="store_true",
+                    help="the share-consumer tests (0170-0186) of the bundled librdkafka, if it has them")
     ap.add_argument("--timeout", type=int, default=300,
                     help="per test, seconds (tests tagged slow get four times as long)")
     ap.add_argument("--weir", default=os.path.join(ROOT, "target", "release", "weir"))
@@ -215,6 +219,14 @@ def main():
     fetch_source()
     build()
     listed = read_list()
+    if args.share:
+        found = sorted({os.path.basename(f)[:4] for f in glob.glob(os.path.join(TESTS_DIR, "01[78]*.c"))
+                        if 170 <= int(os.path.basename(f)[:4]) <= 186})
+        if not found:
+            log(f"librdkafka {CRATE.split('+')[1]} has no share-consumer tests (0170-0186 came with 2.15)")
+            return
+        args.tests = ",".join(found)
+        os.environ["TEST_KAFKA_VERSION"] = "4.2.0"  # the share tests are gated on 4.2
     if args.tests:
         wanted = [(t, ["run"], "") for t in args.tests.split(",")]
         known = {}
@@ -236,7 +248,7 @@ def main():
         f.write(f"metadata.broker.list={bootstrap}\n")
     env = dict(os.environ)
     env.update({
-        "TEST_KAFKA_VERSION": KAFKA_VERSION,
+        "TEST_KAFKA_VERSION": os.environ.get("TEST_KAFKA_VERSION", KAFKA_VERSION),
         "BROKERS": bootstrap,
         "KAFKA_PATH": kafka_path(base, args.weir, bootstrap),
         "TEST_LEVEL": "2",
