@@ -11,7 +11,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use weir::config::Config;
 use weir::log::batch::{encode_uncompressed, validate_produce_batch, PlainRecord};
-use weir::log::index::OffsetIndex;
+use weir::log::index::{Load, OffsetIndex};
 use weir::log::partition::Isolation;
 use weir::log::topic_config::TopicConfig;
 use weir::log::Partition;
@@ -73,7 +73,7 @@ fn append(c: &mut Criterion) {
 
 fn index_lookup(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let mut idx = OffsetIndex::open(&dir.path().join("0.index"), 0, 10 << 20, false).unwrap();
+    let mut idx = OffsetIndex::open(&dir.path().join("0.index"), 0, 10 << 20, Load::Empty).unwrap();
     for i in 0..1_000_000i64 {
         idx.append(i * 4, (i * 4096) as u32);
     }
