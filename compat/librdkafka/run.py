@@ -164,7 +164,7 @@ esac
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m|\x1b\(B")
-SUMMARY_ROW = re.compile(r"\|\s*(\d{4}_\S+)\s*\|\s*(\w+)\s*\|\s*[\d.]+s\s*\|?\s*([^|]*)")
+SUMMARY_ROW = re.compile(r"\|\s*(\d{4}_\S+)\s*\|\s*(\w+)\s*\|\s*[\d.]+s\s*\|?[ \t]*([^|\n]*)")
 
 
 def run_test(test, env, timeout, logdir):
