@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use kafka_protocol::messages::MetadataRequest;
@@ -34,16 +33,7 @@ fn invalid_config_names_the_key_and_exits_nonzero() {
 
 #[test]
 fn ephemeral_serves_then_exits_zero_on_sigterm_and_cleans_up() {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = common::spawn_weir(Stdio::null());
     assert!(
         line.starts_with("weir ready: listening on 127.0.0.1:"),
         "{line}"
@@ -56,7 +46,7 @@ fn ephemeral_serves_then_exits_zero_on_sigterm_and_cleans_up() {
         .trim_end_matches(')')
         .to_string();
     assert!(std::path::Path::new(&data_dir).exists());
-    let addr: std::net::SocketAddr = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+    let addr = common::ready_addr(&line);
     std::net::TcpStream::connect(addr).unwrap();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -562,18 +562,7 @@ async fn consume_streams_until_interrupted() {
 /// A log written to a pipe carries no ANSI colour codes.
 #[test]
 fn redirected_log_has_no_colour_codes() {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let (child, _) = spawn_weir(Stdio::piped());
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

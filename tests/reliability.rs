@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BufMut;
@@ -105,18 +104,11 @@ struct BrokerProcess {
 
 impl BrokerProcess {
     fn start() -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.split_whitespace().nth(4).unwrap().parse().unwrap();
-        BrokerProcess { child, addr }
+        let (child, line) = spawn_weir(Stdio::null());
+        BrokerProcess {
+            child,
+            addr: ready_addr(&line),
+        }
     }
 
     fn rss_mib(&self) -> f64 {

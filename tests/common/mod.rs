@@ -73,6 +73,29 @@ impl TestBroker {
     }
 }
 
+/// Starts the `weir` binary (`serve --ephemeral` on a free port), waits
+/// for its readiness line and returns the child with that line. `stderr`:
+/// where the log goes.
+pub fn spawn_weir(stderr: std::process::Stdio) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
+/// The address in a readiness line (`weir ready: listening on ADDR ...`).
+pub fn ready_addr(line: &str) -> SocketAddr {
+    line.split_whitespace().nth(4).unwrap().parse().unwrap()
+}
+
 pub struct Client {
     pub stream: TcpStream,
     correlation: i32,
