@@ -54,9 +54,6 @@ impl Broker {
         let share = ShareCoordinator::open(
             logs.open_internal(INTERNAL_SHARE_LOG, overrides.clone())?,
             ShareConfig {
-                heartbeat_interval_ms: config.group_share_heartbeat_interval_ms,
-                session_timeout_ms: config.group_share_session_timeout_ms,
-                max_record_locks: config.group_share_partition_max_record_locks as usize,
                 max_group_size: config.group_share_max_size as usize,
             },
         )?;

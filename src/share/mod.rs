@@ -46,12 +46,11 @@ use store::ShareRecord;
 /// (group, topic id, partition)
 pub type SharePartitionKey = (String, Uuid, i32);
 
-/// Broker settings of share groups.
+/// Broker settings of share groups that no group config overrides (the
+/// others are read per group from [`GroupConfigStore`], with the broker's
+/// `group-share-*` keys as defaults).
 #[derive(Debug, Clone)]
 pub struct ShareConfig {
-    pub heartbeat_interval_ms: i64,
-    pub session_timeout_ms: i64,
-    pub max_record_locks: usize,
     pub max_group_size: usize,
 }
 
@@ -174,10 +173,6 @@ impl ShareCoordinator {
         })
     }
 
-    pub fn config(&self) -> &ShareConfig {
-        &self.cfg
-    }
-
     pub async fn is_share_group(&self, group: &str) -> bool {
         self.inner.lock().await.groups.contains_key(group)
     }
@@ -202,10 +197,11 @@ impl ShareCoordinator {
                 .insert(group_id.to_string(), ShareGroup::new(group_id));
         }
         let leaving = hb.member_epoch == -1;
-        let before = inner.groups[group_id].clone();
         let g = inner.groups.get_mut(group_id).expect("inserted");
+        // Persisted when membership or the epoch changed, not on every beat.
+        let before = (g.members.len(), g.epoch);
         let out = g.heartbeat(hb, now, self.cfg.max_group_size, resolve)?;
-        if g.members.len() != before.members.len() || g.epoch != before.epoch || leaving {
+        if (g.members.len(), g.epoch) != before || leaving {
             let snapshot = g.clone();
             inner
                 .persist(vec![ShareRecord::Group {
