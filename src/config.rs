@@ -124,6 +124,25 @@ pub struct Config {
     pub group_share_partition_max_record_locks: i64,
     /// Members per share group. Default `200`.
     pub group_share_max_size: i64,
+    /// Consumer-protocol groups (KIP-848): heartbeat interval given to
+    /// members. Default `1000` (Kafka: 5000); a partition moves between
+    /// members within about two intervals.
+    pub group_consumer_heartbeat_interval_ms: i64,
+    /// A silent consumer-protocol member is removed after this. Default
+    /// `10000` (Kafka: 45000).
+    pub group_consumer_session_timeout_ms: i64,
+    /// Bounds of the group configs `consumer.heartbeat.interval.ms`
+    /// (defaults `100`..`15000`; Kafka: 5000..15000) and
+    /// `consumer.session.timeout.ms` (`1000`..`60000`; Kafka: 45000..60000).
+    pub group_consumer_min_heartbeat_interval_ms: i64,
+    pub group_consumer_max_heartbeat_interval_ms: i64,
+    pub group_consumer_min_session_timeout_ms: i64,
+    pub group_consumer_max_session_timeout_ms: i64,
+    /// Server-side assignors, the first being the default. Default
+    /// `["uniform", "range"]` (Kafka's).
+    pub group_consumer_assignors: Vec<String>,
+    /// Members per consumer-protocol group. Default `2147483647`.
+    pub group_consumer_max_size: i64,
 }
 
 impl Default for Config {
@@ -171,6 +190,14 @@ impl Default for Config {
             group_share_session_timeout_ms: 45_000,
             group_share_partition_max_record_locks: 2_000,
             group_share_max_size: 200,
+            group_consumer_heartbeat_interval_ms: 1_000,
+            group_consumer_session_timeout_ms: 10_000,
+            group_consumer_min_heartbeat_interval_ms: 100,
+            group_consumer_max_heartbeat_interval_ms: 15_000,
+            group_consumer_min_session_timeout_ms: 1_000,
+            group_consumer_max_session_timeout_ms: 60_000,
+            group_consumer_assignors: vec!["uniform".into(), "range".into()],
+            group_consumer_max_size: i32::MAX as i64,
         }
     }
 }
@@ -391,6 +418,42 @@ impl Config {
                 "group-share-session-timeout-ms",
                 "must be larger than group-share-heartbeat-interval-ms",
             ));
+        }
+        let (hb, hb_min, hb_max) = (
+            self.group_consumer_heartbeat_interval_ms,
+            self.group_consumer_min_heartbeat_interval_ms,
+            self.group_consumer_max_heartbeat_interval_ms,
+        );
+        if hb_min < 10 || hb_max < hb_min || !(hb_min..=hb_max).contains(&hb) {
+            return Err(invalid(
+                "group-consumer-heartbeat-interval-ms",
+                "must be within group-consumer-min/max-heartbeat-interval-ms (min >= 10)",
+            ));
+        }
+        let (st, st_min, st_max) = (
+            self.group_consumer_session_timeout_ms,
+            self.group_consumer_min_session_timeout_ms,
+            self.group_consumer_max_session_timeout_ms,
+        );
+        if st_max < st_min || !(st_min..=st_max).contains(&st) || st <= hb {
+            return Err(invalid(
+                "group-consumer-session-timeout-ms",
+                "must be within group-consumer-min/max-session-timeout-ms and above the heartbeat interval",
+            ));
+        }
+        if self.group_consumer_assignors.is_empty()
+            || self
+                .group_consumer_assignors
+                .iter()
+                .any(|a| !crate::group::assignor::ASSIGNORS.contains(&a.as_str()))
+        {
+            return Err(invalid(
+                "group-consumer-assignors",
+                "must list one or more of uniform, range",
+            ));
+        }
+        if !(1..=i32::MAX as i64).contains(&self.group_consumer_max_size) {
+            return Err(invalid("group-consumer-max-size", "must be >= 1"));
         }
         if !(100..=10_000).contains(&self.group_share_partition_max_record_locks) {
             return Err(invalid(

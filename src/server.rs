@@ -375,6 +375,10 @@ async fn maintenance_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) 
         }
         broker.groups.tick().await;
         broker
+            .groups
+            .resolve_regexes(&crate::handlers::consumer::topic_image(&broker))
+            .await;
+        broker
             .share
             .tick(&broker.logs, &broker.group_configs, crate::log::now_ms())
             .await;

@@ -43,16 +43,28 @@ pub static GROUP_CONFIGS: &[GroupConfigDef] = &[
     GroupConfigDef {
         name: "consumer.heartbeat.interval.ms",
         kind: Kind::Int,
-        default: |_| "5000".into(),
-        validate: |v, _| int_in(v, 5000, 15000),
-        doc: "heartbeat interval of consumer-protocol members",
+        default: |c| c.group_consumer_heartbeat_interval_ms.to_string(),
+        validate: |v, c| {
+            int_in(
+                v,
+                c.group_consumer_min_heartbeat_interval_ms,
+                c.group_consumer_max_heartbeat_interval_ms,
+            )
+        },
+        doc: "heartbeat interval of consumer-protocol members, within group-consumer-min/max-heartbeat-interval-ms",
     },
     GroupConfigDef {
         name: "consumer.session.timeout.ms",
         kind: Kind::Int,
-        default: |_| "45000".into(),
-        validate: |v, _| int_in(v, 45000, 60000),
-        doc: "session timeout of consumer-protocol members",
+        default: |c| c.group_consumer_session_timeout_ms.to_string(),
+        validate: |v, c| {
+            int_in(
+                v,
+                c.group_consumer_min_session_timeout_ms,
+                c.group_consumer_max_session_timeout_ms,
+            )
+        },
+        doc: "session timeout of consumer-protocol members, within group-consumer-min/max-session-timeout-ms",
     },
     GroupConfigDef {
         name: "errors.deadletterqueue.topic.name",
@@ -248,7 +260,8 @@ mod tests {
             assert!((d.validate)(&(d.default)(&c), &c).is_ok(), "{}", d.name);
         }
         assert!(validate("consumer.session.timeout.ms", "50000", &c).is_ok());
-        assert!(validate("consumer.session.timeout.ms", "1000", &c).is_err());
+        assert!(validate("consumer.session.timeout.ms", "999", &c).is_err());
+        assert!(validate("consumer.session.timeout.ms", "60001", &c).is_err());
         assert!(validate("share.isolation.level", "read_committed", &c).is_ok());
         assert!(validate("no.such", "1", &c).is_err());
         // The lock bounds are the broker's: librdkafka's CI lowers the minimum.

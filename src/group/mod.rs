@@ -1,5 +1,13 @@
-//! The group coordinator (classic protocol): membership and rebalances
-//! ([`state`]), committed offsets, and their persistence ([`store`]).
+//! The group coordinator: classic-protocol membership and rebalances
+//! ([`state`]), consumer-protocol groups (KIP-848, [`consumer`] with the
+//! server-side [`assignor`]s), committed offsets, and their persistence
+//! ([`store`]). Share groups are their sibling in `crate::share`.
+//!
+//! A group id has one type. Offsets belong to the id whatever its type:
+//! every group has a [`Group`] entry (classic membership + offsets); a
+//! consumer-protocol group also has a [`ConsumerGroup`] entry, and then its
+//! classic membership stays empty. Converting an empty group from one
+//! protocol to the other keeps its offsets.
 //!
 //! Locking: all groups live behind one tokio mutex. Every operation is
 //! short in-memory work plus, when something changed, one append to the
@@ -7,7 +15,9 @@
 //! order of the changes. JoinGroup and SyncGroup requests that must wait for
 //! other members release the lock and await a oneshot channel.
 
+pub mod assignor;
 pub mod configs;
+pub mod consumer;
 pub mod state;
 pub mod store;
 
@@ -21,6 +31,7 @@ use tokio::sync::{oneshot, Mutex};
 
 use crate::log::internal;
 use crate::log::{now_ms, Partition};
+use consumer::{ConsumerGroup, HbError, Heartbeat, HeartbeatReply, Settings, TopicImage};
 use state::{
     CommittedOffset, Group, GroupState, JoinOutcome, JoinRequest, SyncOutcome, SyncRequest,
 };
@@ -55,6 +66,8 @@ pub struct GroupCoordinator {
 
 struct Inner {
     groups: HashMap<String, Group>,
+    /// Consumer-protocol groups (each also has an entry in `groups`).
+    consumer: HashMap<String, ConsumerGroup>,
     log: Arc<Partition>,
     /// Recent FindCoordinator lookups per group id (ms timestamps).
     lookups: HashMap<String, Vec<i64>>,
@@ -137,12 +150,64 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Persists a consumer group's membership and assignments if they
+    /// changed; best effort, like [`Inner::persist_group`].
+    async fn persist_consumer(&mut self, group_id: &str) {
+        let record = match self.consumer.get_mut(group_id) {
+            Some(g) if g.dirty => {
+                g.dirty = false;
+                StoreRecord::Consumer {
+                    group: group_id.into(),
+                    value: Some(Box::new(g.clone())),
+                }
+            }
+            _ => return,
+        };
+        if self.persist(vec![record]).await.is_err() {
+            if let Some(g) = self.consumer.get_mut(group_id) {
+                g.dirty = true;
+            }
+        }
+    }
+
+    /// Drops an empty consumer group so the id can become a classic group
+    /// again (its offsets stay).
+    async fn convert_to_classic(&mut self, group_id: &str) -> Result<(), i16> {
+        self.persist(vec![StoreRecord::Consumer {
+            group: group_id.into(),
+            value: None,
+        }])
+        .await?;
+        self.consumer.remove(group_id);
+        Ok(())
+    }
+
+    /// The consumer group's members' validation of an offset commit, if
+    /// the id is a consumer group.
+    fn validate_consumer_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        epoch: i32,
+        api_version: i16,
+    ) -> Option<Result<(), i16>> {
+        let g = self.consumer.get(group_id)?;
+        if api_version < 9 && !(epoch < 0 && g.is_empty()) {
+            // Member epochs came with OffsetCommit v9 (KIP-848).
+            return Some(Err(code(ResponseError::UnsupportedVersion)));
+        }
+        Some(g.validate_commit(member_id, epoch))
+    }
+}
+
 impl GroupCoordinator {
     /// Replays the internal log into memory.
     pub fn open(log: Arc<Partition>, cfg: GroupConfig) -> io::Result<GroupCoordinator> {
         let now = now_ms();
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut pending: HashMap<String, PendingTxns> = HashMap::new();
+        let mut consumer: HashMap<String, ConsumerGroup> = HashMap::new();
         let mut applied = 0usize;
         let skipped = internal::replay(&log, |key, value| {
             let Some(r) = StoreRecord::decode(key, value) else {
@@ -164,6 +229,14 @@ impl GroupCoordinator {
                         None => g.offsets.remove(&(topic, partition)),
                     };
                 }
+                StoreRecord::Consumer { group, value } => match value {
+                    Some(g) => {
+                        consumer.insert(group, *g);
+                    }
+                    None => {
+                        consumer.remove(&group);
+                    }
+                },
                 StoreRecord::Group { group, value } => match value {
                     Some(snapshot) => {
                         let g = groups
@@ -214,8 +287,17 @@ impl GroupCoordinator {
                 "undecodable records in the group coordinator log were ignored"
             );
         }
+        for (id, g) in consumer.iter_mut() {
+            // Members keep heartbeating across a restart; their sessions
+            // start over now.
+            g.restart_sessions(now);
+            groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(id, now));
+        }
         tracing::info!(
             groups = groups.len(),
+            consumer_groups = consumer.len(),
             records = applied,
             "group coordinator loaded"
         );
@@ -223,6 +305,7 @@ impl GroupCoordinator {
             cfg,
             inner: Mutex::new(Inner {
                 groups,
+                consumer,
                 log,
                 lookups: HashMap::new(),
                 pending,
@@ -269,6 +352,16 @@ impl GroupCoordinator {
         {
             let mut inner = self.inner.lock().await;
             let now = now_ms();
+            if let Some(g) = inner.consumer.get(group_id) {
+                // Kafka's answer to a classic member joining a live
+                // consumer-protocol group; an empty one converts.
+                if !g.is_empty() {
+                    return err(code(ResponseError::InconsistentGroupProtocol));
+                }
+                if let Err(c) = inner.convert_to_classic(group_id).await {
+                    return err(c);
+                }
+            }
             if !inner.groups.contains_key(group_id) {
                 if !req.member_id.is_empty() {
                     return err(code(ResponseError::UnknownMemberId));
@@ -379,6 +472,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
         offsets: Vec<OffsetCommit>,
+        api_version: i16,
     ) -> Result<Vec<i16>, i16> {
         if group_id.is_empty() {
             return Err(code(ResponseError::InvalidGroupId));
@@ -387,15 +481,25 @@ impl GroupCoordinator {
         let now = now_ms();
         if !inner.groups.contains_key(group_id) {
             if generation >= 0 {
-                // A member of a generation the coordinator never saw.
-                return Err(code(ResponseError::IllegalGeneration));
+                // A member of a generation (or epoch) the coordinator
+                // never saw; v9 names it as Kafka does.
+                return Err(code(if api_version >= 9 {
+                    ResponseError::GroupIdNotFound
+                } else {
+                    ResponseError::IllegalGeneration
+                }));
             }
             inner
                 .groups
                 .insert(group_id.into(), Group::new(group_id, now));
         }
-        let g = inner.groups.get(group_id).expect("present");
-        g.validate_commit(member_id, instance_id, generation)?;
+        match inner.validate_consumer_commit(group_id, member_id, generation, api_version) {
+            Some(result) => result?,
+            None => {
+                let g = inner.groups.get(group_id).expect("present");
+                g.validate_commit(member_id, instance_id, generation)?;
+            }
+        }
         let (codes, accepted) = self.accept_offsets(offsets, now);
         let records = accepted
             .iter()
@@ -478,7 +582,18 @@ impl GroupCoordinator {
             // v3+: a member of a generation must still be one (fencing of
             // zombie consumers, KIP-447); -1 / empty member skip the check.
             if generation >= 0 || !member_id.is_empty() {
-                g.validate_commit(member_id, instance_id, generation)?;
+                match inner.consumer.get(group_id) {
+                    // TxnOffsetCommit has no STALE_MEMBER_EPOCH: Kafka
+                    // answers a wrong member epoch with ILLEGAL_GENERATION.
+                    Some(cg) => cg.validate_commit(member_id, generation).map_err(|c| {
+                        if c == code(ResponseError::StaleMemberEpoch) {
+                            code(ResponseError::IllegalGeneration)
+                        } else {
+                            c
+                        }
+                    })?,
+                    None => g.validate_commit(member_id, instance_id, generation)?,
+                }
             }
         }
         let (codes, accepted) = self.accept_offsets(offsets, now);
@@ -550,26 +665,144 @@ impl GroupCoordinator {
             .unwrap_or_default()
     }
 
-    /// (group id, protocol type, state) of every group.
-    pub async fn list(&self) -> Vec<(String, String, &'static str)> {
+    /// (group id, protocol type, state, group type) of every group; the
+    /// group type is "classic" or "consumer".
+    pub async fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let inner = self.inner.lock().await;
         let mut out: Vec<_> = inner
             .groups
             .values()
-            .map(|g| {
-                (
+            .map(|g| match inner.consumer.get(&g.id) {
+                Some(c) => (g.id.clone(), "consumer".into(), c.state(), "consumer"),
+                None => (
                     g.id.clone(),
                     g.protocol_type.clone().unwrap_or_default(),
                     g.state.name(),
-                )
+                    "classic",
+                ),
             })
             .collect();
         out.sort();
         out
     }
 
+    /// Whether the id is a consumer-protocol group.
+    pub async fn is_consumer_group(&self, group_id: &str) -> bool {
+        self.inner.lock().await.consumer.contains_key(group_id)
+    }
+
+    /// ConsumerGroupHeartbeat (validated on its own by the caller).
+    pub async fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        hb: Heartbeat,
+        image: &TopicImage,
+        settings: &Settings,
+    ) -> Result<HeartbeatReply, HbError> {
+        let not_consumer = || {
+            (
+                code(ResponseError::GroupIdNotFound),
+                format!("Group {group_id} is not a consumer group."),
+            )
+        };
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        let created = !inner.consumer.contains_key(group_id);
+        if created {
+            match inner.groups.get(group_id) {
+                // A live classic group is not converted under its members.
+                Some(g) if !g.is_empty() => return Err(not_consumer()),
+                _ if hb.member_epoch != 0 => {
+                    return Err((
+                        code(ResponseError::GroupIdNotFound),
+                        format!("Group {group_id} not found."),
+                    ))
+                }
+                _ => {}
+            }
+            inner
+                .consumer
+                .insert(group_id.into(), ConsumerGroup::new(group_id));
+        }
+        let g = inner.consumer.get_mut(group_id).expect("present");
+        let result = g.heartbeat(hb, image, settings, now);
+        let empty = g.is_empty();
+        if created && result.is_err() {
+            inner.consumer.remove(group_id);
+            return result;
+        }
+        let holder = inner
+            .groups
+            .entry(group_id.into())
+            .or_insert_with(|| Group::new(group_id, now));
+        if empty {
+            holder.empty_since_ms = now;
+        }
+        inner.persist_consumer(group_id).await;
+        result
+    }
+
+    /// ConsumerGroupDescribe: a copy of the group, or the error Kafka gives.
+    pub async fn describe_consumer(&self, group_id: &str) -> Result<ConsumerGroup, HbError> {
+        let inner = self.inner.lock().await;
+        match inner.consumer.get(group_id) {
+            Some(g) => Ok(g.clone()),
+            None if inner.groups.contains_key(group_id) => Err((
+                code(ResponseError::GroupIdNotFound),
+                format!("Group {group_id} is not a consumer group."),
+            )),
+            None => Err((
+                code(ResponseError::GroupIdNotFound),
+                format!("Group {group_id} not found."),
+            )),
+        }
+    }
+
+    /// OffsetFetch v9 with a member id and epoch: the member must be one
+    /// of the consumer group at that epoch. Without (null / -1), or for
+    /// other groups, nothing is checked.
+    pub async fn validate_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        epoch: i32,
+    ) -> Result<(), i16> {
+        let Some(member_id) = member_id.filter(|_| epoch >= 0) else {
+            return Ok(());
+        };
+        let inner = self.inner.lock().await;
+        match inner.consumer.get(group_id) {
+            Some(g) => g.validate_commit(member_id, epoch),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves consumer groups' new subscription regexes soon after the
+    /// heartbeat that brought them, so the next heartbeat carries the
+    /// matched partitions.
+    pub async fn resolve_regexes(&self, image: &TopicImage) {
+        let mut inner = self.inner.lock().await;
+        let ids: Vec<String> = inner
+            .consumer
+            .iter()
+            .filter(|(_, g)| g.has_unresolved())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            if let Some(g) = inner.consumer.get_mut(&id) {
+                g.resolve_regexes(image);
+            }
+            inner.persist_consumer(&id).await;
+        }
+    }
+
+    /// DescribeGroups: `None` for unknown ids and for consumer groups
+    /// (which DescribeGroups reports as not classic, as Kafka does).
     pub async fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let inner = self.inner.lock().await;
+        if inner.consumer.contains_key(group_id) {
+            return None;
+        }
         let g = inner.groups.get(group_id)?;
         let proto = g.protocol_name.clone().unwrap_or_default();
         Some(GroupDescription {
@@ -602,9 +835,12 @@ impl GroupCoordinator {
         let mut inner = self.inner.lock().await;
         let mut codes = Vec::with_capacity(ids.len());
         for id in ids {
+            let consumer_members = inner.consumer.get(id).map(|c| !c.is_empty());
             let result = match inner.groups.get(id) {
                 None => Err(code(ResponseError::GroupIdNotFound)),
-                Some(g) if !g.is_empty() => Err(code(ResponseError::NonEmptyGroup)),
+                Some(g) if !g.is_empty() || consumer_members == Some(true) => {
+                    Err(code(ResponseError::NonEmptyGroup))
+                }
                 Some(g) => {
                     let mut records: Vec<StoreRecord> = g
                         .offsets
@@ -620,8 +856,15 @@ impl GroupCoordinator {
                         group: id.clone(),
                         value: None,
                     });
+                    if consumer_members.is_some() {
+                        records.push(StoreRecord::Consumer {
+                            group: id.clone(),
+                            value: None,
+                        });
+                    }
                     inner.persist(records).await.map(|_| {
                         inner.groups.remove(id);
+                        inner.consumer.remove(id);
                     })
                 }
             };
@@ -640,10 +883,10 @@ impl GroupCoordinator {
         let Some(g) = inner.groups.get(group_id) else {
             return Err(code(ResponseError::GroupIdNotFound));
         };
-        let subscribed = if g.is_empty() {
-            Some(Vec::new())
-        } else {
-            g.subscribed_topics()
+        let subscribed = match inner.consumer.get(group_id) {
+            Some(c) => Some(c.subscribed_topic_names()),
+            None if g.is_empty() => Some(Vec::new()),
+            None => g.subscribed_topics(),
         };
         let Some(subscribed) = subscribed else {
             // Members of a non-consumer protocol: Kafka refuses outright.
@@ -694,6 +937,21 @@ impl GroupCoordinator {
         let ids: Vec<String> = inner.groups.keys().cloned().collect();
         let mut records = Vec::new();
         let mut remove = Vec::new();
+        let consumer_ids: Vec<String> = inner.consumer.keys().cloned().collect();
+        for id in consumer_ids {
+            let g = inner.consumer.get_mut(&id).expect("present");
+            let expired = g.tick(now);
+            if !expired.is_empty() {
+                tracing::info!(group = %id, members = ?expired, "consumer group members expired");
+            }
+            let empty = g.is_empty();
+            if !expired.is_empty() && empty {
+                if let Some(holder) = inner.groups.get_mut(&id) {
+                    holder.empty_since_ms = now;
+                }
+            }
+            inner.persist_consumer(&id).await;
+        }
         inner.lookups.retain(|_, times| {
             times
                 .last()
@@ -710,7 +968,9 @@ impl GroupCoordinator {
                     value: Some(GroupSnapshot::of(g)),
                 });
             }
-            if g.state == GroupState::Empty {
+            let consumer_live = inner.consumer.get(&id).is_some_and(|c| !c.is_empty());
+            let g = inner.groups.get_mut(&id).expect("present");
+            if g.state == GroupState::Empty && !consumer_live {
                 let retention = self.cfg.offsets_retention_ms;
                 let since = g.empty_since_ms;
                 let expired: Vec<(String, i32)> = g
@@ -739,6 +999,12 @@ impl GroupCoordinator {
         }
         for id in remove {
             inner.groups.remove(&id);
+            if inner.consumer.remove(&id).is_some() {
+                records.push(StoreRecord::Consumer {
+                    group: id.clone(),
+                    value: None,
+                });
+            }
         }
         let _ = inner.persist(records).await;
     }
@@ -782,11 +1048,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = coordinator(dir.path(), true);
         assert_eq!(
-            c.commit("old", "", None, -1, vec![offset("t", 5)]).await,
+            c.commit("old", "", None, -1, vec![offset("t", 5)], 9).await,
             Ok(vec![0])
         );
         assert_eq!(
-            c.commit("other", "", None, -1, vec![offset("t", 7)]).await,
+            c.commit("other", "", None, -1, vec![offset("t", 7)], 9)
+                .await,
             Ok(vec![0])
         );
         let now = now_ms();
@@ -807,10 +1074,10 @@ mod tests {
     async fn replay_restores_offsets_and_members() {
         let dir = tempfile::tempdir().unwrap();
         let c = coordinator(dir.path(), true);
-        c.commit("g", "", None, -1, vec![offset("t", 3), offset("u", 9)])
+        c.commit("g", "", None, -1, vec![offset("t", 3), offset("u", 9)], 9)
             .await
             .unwrap();
-        c.commit("g", "", None, -1, vec![offset("t", 4)])
+        c.commit("g", "", None, -1, vec![offset("t", 4)], 9)
             .await
             .unwrap();
         assert_eq!(

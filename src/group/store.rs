@@ -16,6 +16,16 @@
 //! txn offset value: as offset value (pending until the marker)
 //! txn marker key:   i16 4 | group str | producer id i64
 //! txn marker value: i16 0 | commit i8 (1 commit, 0 abort)
+//! consumer group key:   i16 5 | group str      (KIP-848 consumer-protocol group)
+//! consumer group value: i16 0 | group epoch i32 | assignment epoch i32 | assignor str
+//!               | metadata count i32 | per topic: name str | id uuid (16) | partitions i32
+//!               | regex count i32 | per regex: regex str | topic count i32 | topic str...
+//!               | member count i32 | per member: id str | instance id str | rack id str
+//!               | client id str | client host str | rebalance timeout i32
+//!               | session timeout i64 | topic name count i32 | name str... | regex str
+//!               | server assignor str | epoch i32 | previous epoch i32 | state i8
+//!               | assigned | pending revocation | target
+//! assignment:   topic count i32 | per topic: id uuid | count i32 | partition i32...
 //! ```
 //!
 //! A null value is a tombstone (offset deleted, group deleted). Later
@@ -24,14 +34,19 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::log::internal::{self, get_bytes, get_i32, get_i64, get_str, need, put_bytes, put_str};
+use crate::log::internal::{
+    self, get_bytes, get_i16, get_i32, get_i64, get_i8, get_str, need, put_bytes, put_str,
+};
 
+use crate::group::assignor::Assignment;
+use crate::group::consumer::{ConsumerGroup, ConsumerMember, MemberState};
 use crate::group::state::{CommittedOffset, Group, Member};
 
 const KEY_OFFSET: i16 = 1;
 const KEY_GROUP: i16 = 2;
 const KEY_TXN_OFFSET: i16 = 3;
 const KEY_TXN_MARKER: i16 = 4;
+const KEY_CONSUMER_GROUP: i16 = 5;
 
 /// One decoded record of the internal log.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +76,12 @@ pub enum StoreRecord {
         group: String,
         producer_id: i64,
         commit: bool,
+    },
+    /// A consumer-protocol group's membership, epochs and assignments
+    /// (offsets are `Offset` records, as for classic groups).
+    Consumer {
+        group: String,
+        value: Option<Box<ConsumerGroup>>,
     },
 }
 
@@ -172,6 +193,11 @@ impl StoreRecord {
                 v.put_i8(*commit as i8);
                 (key.freeze(), Some(v.freeze()))
             }
+            StoreRecord::Consumer { group, value } => {
+                key.put_i16(KEY_CONSUMER_GROUP);
+                put_str(&mut key, Some(group));
+                (key.freeze(), value.as_deref().map(encode_consumer))
+            }
             StoreRecord::Group { group, value } => {
                 key.put_i16(KEY_GROUP);
                 put_str(&mut key, Some(group));
@@ -273,9 +299,160 @@ impl StoreRecord {
                 };
                 Some(StoreRecord::Group { group, value })
             }
+            KEY_CONSUMER_GROUP => {
+                let group = get_str(&mut key)??;
+                let value = match value {
+                    None => None,
+                    Some(v) => Some(Box::new(decode_consumer(&group, v)?)),
+                };
+                Some(StoreRecord::Consumer { group, value })
+            }
             _ => None,
         }
     }
+}
+
+fn put_assignment(b: &mut BytesMut, a: &Assignment) {
+    b.put_i32(a.len() as i32);
+    for (t, ps) in a {
+        b.put_slice(t.as_bytes());
+        b.put_i32(ps.len() as i32);
+        for p in ps {
+            b.put_i32(*p);
+        }
+    }
+}
+
+fn get_uuid(b: &mut Bytes) -> Option<uuid::Uuid> {
+    need(b, 16)?;
+    let mut id = [0u8; 16];
+    b.copy_to_slice(&mut id);
+    Some(uuid::Uuid::from_bytes(id))
+}
+
+/// A count read from the log, bounded by the bytes left (each element
+/// takes at least `min_size` bytes), so a corrupt count cannot allocate.
+fn get_count(b: &mut Bytes, min_size: usize) -> Option<usize> {
+    let n = usize::try_from(get_i32(b)?).ok()?;
+    (n.saturating_mul(min_size) <= b.len()).then_some(n)
+}
+
+fn get_assignment(b: &mut Bytes) -> Option<Assignment> {
+    let mut a = Assignment::new();
+    for _ in 0..get_count(b, 20)? {
+        let t = get_uuid(b)?;
+        let mut ps = std::collections::BTreeSet::new();
+        for _ in 0..get_count(b, 4)? {
+            ps.insert(get_i32(b)?);
+        }
+        a.insert(t, ps);
+    }
+    Some(a)
+}
+
+fn encode_consumer(g: &ConsumerGroup) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(g.group_epoch);
+    b.put_i32(g.assignment_epoch);
+    put_str(&mut b, Some(&g.assignor));
+    b.put_i32(g.subscribed_metadata.len() as i32);
+    for (name, (id, n)) in &g.subscribed_metadata {
+        put_str(&mut b, Some(name));
+        b.put_slice(id.as_bytes());
+        b.put_i32(*n);
+    }
+    b.put_i32(g.resolved.len() as i32);
+    for (re, topics) in &g.resolved {
+        put_str(&mut b, Some(re));
+        b.put_i32(topics.len() as i32);
+        for t in topics {
+            put_str(&mut b, Some(t));
+        }
+    }
+    b.put_i32(g.members.len() as i32);
+    for m in g.members.values() {
+        put_str(&mut b, Some(&m.id));
+        put_str(&mut b, m.instance_id.as_deref());
+        put_str(&mut b, m.rack_id.as_deref());
+        put_str(&mut b, Some(&m.client_id));
+        put_str(&mut b, Some(&m.client_host));
+        b.put_i32(m.rebalance_timeout_ms);
+        b.put_i64(m.session_timeout_ms);
+        b.put_i32(m.topic_names.len() as i32);
+        for t in &m.topic_names {
+            put_str(&mut b, Some(t));
+        }
+        put_str(&mut b, m.regex.as_deref());
+        put_str(&mut b, m.server_assignor.as_deref());
+        b.put_i32(m.epoch);
+        b.put_i32(m.previous_epoch);
+        b.put_i8(m.state.code());
+        put_assignment(&mut b, &m.assigned);
+        put_assignment(&mut b, &m.pending_revocation);
+        put_assignment(&mut b, g.target.get(&m.id).unwrap_or(&Assignment::new()));
+    }
+    b.freeze()
+}
+
+fn decode_consumer(id: &str, mut v: Bytes) -> Option<ConsumerGroup> {
+    let v = &mut v;
+    let _version = get_i16(v)?;
+    let mut g = ConsumerGroup::new(id);
+    g.group_epoch = get_i32(v)?;
+    g.assignment_epoch = get_i32(v)?;
+    g.assignor = get_str(v)??;
+    for _ in 0..get_count(v, 24)? {
+        let name = get_str(v)??;
+        let id = get_uuid(v)?;
+        g.subscribed_metadata.insert(name, (id, get_i32(v)?));
+    }
+    for _ in 0..get_count(v, 8)? {
+        let re = get_str(v)??;
+        let mut topics = std::collections::BTreeSet::new();
+        for _ in 0..get_count(v, 4)? {
+            topics.insert(get_str(v)??);
+        }
+        g.resolved.insert(re, topics);
+    }
+    for _ in 0..get_count(v, 40)? {
+        let mut m = ConsumerMember {
+            id: get_str(v)??,
+            instance_id: get_str(v)?,
+            rack_id: get_str(v)?,
+            client_id: get_str(v)?.unwrap_or_default(),
+            client_host: get_str(v)?.unwrap_or_default(),
+            rebalance_timeout_ms: get_i32(v)?,
+            session_timeout_ms: get_i64(v)?,
+            topic_names: Default::default(),
+            regex: None,
+            server_assignor: None,
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            assigned: Assignment::new(),
+            pending_revocation: Assignment::new(),
+            session_deadline_ms: 0,
+            rebalance_deadline_ms: None,
+        };
+        for _ in 0..get_count(v, 4)? {
+            m.topic_names.insert(get_str(v)??);
+        }
+        m.regex = get_str(v)?;
+        m.server_assignor = get_str(v)?;
+        m.epoch = get_i32(v)?;
+        m.previous_epoch = get_i32(v)?;
+        m.state = MemberState::from_code(get_i8(v)?);
+        m.assigned = get_assignment(v)?;
+        m.pending_revocation = get_assignment(v)?;
+        if !m.pending_revocation.is_empty() {
+            // Re-armed by `restart_sessions`.
+            m.rebalance_deadline_ms = Some(0);
+        }
+        g.target.insert(m.id.clone(), get_assignment(v)?);
+        g.members.insert(m.id.clone(), m);
+    }
+    Some(g)
 }
 
 fn encode_offset(v: &CommittedOffset) -> Bytes {

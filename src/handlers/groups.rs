@@ -336,6 +336,7 @@ pub async fn offset_commit(
                 instance.as_deref(),
                 req.generation_id_or_member_epoch,
                 commits,
+                v,
             )
             .await
     };
@@ -397,6 +398,24 @@ pub async fn offset_fetch(
     let mut resp = OffsetFetchResponse::default();
     if v >= 8 {
         for g in req.groups {
+            if v >= 9 {
+                // KIP-848: a member's fetch is checked against its epoch.
+                if let Err(c) = groups
+                    .validate_fetch(
+                        g.group_id.0.as_str(),
+                        g.member_id.as_deref(),
+                        g.member_epoch,
+                    )
+                    .await
+                {
+                    resp.groups.push(
+                        OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id)
+                            .with_error_code(c),
+                    );
+                    continue;
+                }
+            }
             let topics = g.topics.map(|ts| {
                 ts.into_iter()
                     .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -504,8 +523,8 @@ pub async fn list_groups(
         .list()
         .await
         .into_iter()
-        .filter(|(_, _, state)| wants("classic", state))
-        .map(|(id, protocol_type, state)| listed(id, protocol_type, state, "classic"))
+        .filter(|(_, _, state, kind)| wants(kind, state))
+        .map(|(id, protocol_type, state, kind)| listed(id, protocol_type, state, kind))
         .collect();
     // Share groups' protocol type is "share", as in Kafka.
     groups.extend(
@@ -533,7 +552,12 @@ pub async fn describe_groups(
                 g.group_state = str_bytes("Dead");
                 if v >= 6 {
                     g.error_code = code(ResponseError::GroupIdNotFound);
-                    g.error_message = Some(str_bytes(format!("group {} not found", id.0.as_str())));
+                    let msg = if ctx.broker.groups.is_consumer_group(id.0.as_str()).await {
+                        format!("Group {} is not a classic group.", id.0.as_str())
+                    } else {
+                        format!("Group {} not found.", id.0.as_str())
+                    };
+                    g.error_message = Some(str_bytes(msg));
                 }
             }
             Some(d) => {

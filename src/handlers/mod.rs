@@ -5,6 +5,7 @@
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
+pub mod consumer;
 pub mod fetch;
 pub mod groups;
 pub mod metadata;

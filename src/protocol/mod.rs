@@ -148,6 +148,8 @@ api_table! {
     DescribeProducers: DescribeProducersRequest => handlers::txn::describe_producers, advertise 0..=0;
     DescribeTransactions: DescribeTransactionsRequest => handlers::txn::describe_transactions, advertise 0..=0;
     ListTransactions: ListTransactionsRequest => handlers::txn::list_transactions, advertise 0..=1;
+    ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => handlers::consumer::consumer_group_heartbeat, advertise 0..=1;
+    ConsumerGroupDescribe: ConsumerGroupDescribeRequest => handlers::consumer::consumer_group_describe, advertise 0..=1;
     ShareGroupHeartbeat: ShareGroupHeartbeatRequest => handlers::share::share_group_heartbeat, advertise 1..=1;
     ShareGroupDescribe: ShareGroupDescribeRequest => handlers::share::share_group_describe, advertise 1..=1;
     ShareFetch: ShareFetchRequest => handlers::share::share_fetch, advertise 1..=1;
