@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint rust-test fuzz fuzz-corpus compat bench bench-smoke compat-librdkafka compat-librdkafka-quick librdkafka-deps
+.PHONY: run test lint rust-test fuzz fuzz-corpus compat bench bench-smoke compat-librdkafka compat-librdkafka-consumer compat-librdkafka-quick librdkafka-deps
 
 ## Run the broker on 127.0.0.1:9092 with data in ./data.
 run:
@@ -63,10 +63,17 @@ compat-librdkafka: librdkafka-deps
 	cargo build --locked --release
 	python3 compat/librdkafka/run.py
 
-## The quick subset `make test` runs.
+## The group tests with the KIP-848 consumer protocol (tests tagged
+## `consumer`; TEST_CONSUMER_GROUP_PROTOCOL=consumer).
+compat-librdkafka-consumer: librdkafka-deps
+	cargo build --locked --release
+	python3 compat/librdkafka/run.py --consumer-protocol
+
+## The quick subsets `make test` runs (classic, then consumer protocol).
 compat-librdkafka-quick: librdkafka-deps
 	cargo build --locked --release
 	python3 compat/librdkafka/run.py --quick
+	python3 compat/librdkafka/run.py --quick --consumer-protocol
 
 ## Headers librdkafka's build uses when present (zlib, zstd); CI runs as
 ## root on a fresh machine. Without them the build still works, with fewer codecs.

@@ -96,10 +96,13 @@ async fn heartbeat_validation_errors_change_nothing() {
         (join("g", "", &["t"]), invalid),
         (join("", "m", &["t"]), invalid),
         (
-            join("g", "m", &["t"]).with_rebalance_timeout_ms(-1),
+            join("g", "m", &["t"]).with_topic_partitions(Some(vec![
+                consumer_group_heartbeat_request::TopicPartitions::default()
+                    .with_topic_id(Uuid::from_u128(1))
+                    .with_partitions(vec![0]),
+            ])),
             invalid,
         ),
-        (join("g", "m", &["t"]).with_topic_partitions(None), invalid),
         (join("g", "m", &[]), invalid),
         (
             join("g", "m", &["t"]).with_instance_id(Some(s(" "))),
@@ -133,6 +136,13 @@ async fn heartbeat_validation_errors_change_nothing() {
     assert_eq!(r.error_code, code(ResponseError::UnknownMemberId));
     let r: ConsumerGroupHeartbeatResponse = c.send(1, &beat("g", "m", 2, None)).await;
     assert_eq!(r.error_code, code(ResponseError::FencedMemberEpoch));
+    // librdkafka <= 2.12 re-subscribes with a null TopicPartitions and no
+    // rebalance timeout at epoch 0: accepted as a join owning nothing.
+    let lenient = join("g", "m2", &["t"])
+        .with_rebalance_timeout_ms(-1)
+        .with_topic_partitions(None);
+    let r: ConsumerGroupHeartbeatResponse = c.send(1, &lenient).await;
+    assert_eq!(r.error_code, 0);
     // v0: the broker names a member that joins without an id.
     let r: ConsumerGroupHeartbeatResponse = c.send(0, &join("g", "", &["t"])).await;
     assert_eq!(r.error_code, 0);

@@ -2,7 +2,11 @@
 """librdkafka's own regression suite against Weir.
 
     compat/librdkafka/run.py [--quick] [--consumer-protocol] [--tests 0001,0017]
-                             [--timeout SECONDS] [--weir PATH]
+                             [--timeout SECONDS] [--weir PATH] [--publish]
+
+With --consumer-protocol it runs the tests tagged `consumer` in tests.txt
+(the group tests; `cquick` ones with --quick) with
+TEST_CONSUMER_GROUP_PROTOCOL=consumer, i.e. KIP-848 consumer groups.
 
 1. Gets librdkafka's sources from crates.io: `cargo fetch` on
    compat/librdkafka/source/ downloads the rdkafka-sys crate, which bundles
@@ -82,7 +86,8 @@ def build():
 
 
 def read_list():
-    """(test, tags, reason) from tests.txt; tags: run | quick | known | slow | exclude."""
+    """(test, tags, reason) from tests.txt; tags: run | quick | known | slow | exclude
+    | consumer | cquick | cknown."""
     out = []
     with open(os.path.join(HERE, "tests.txt")) as f:
         for line in f:
@@ -231,10 +236,17 @@ def main():
         wanted = [(t, ["run"], "") for t in args.tests.split(",")]
         known = {}
         slow = {t for t, tags, _ in listed if "slow" in tags}
+    elif args.consumer_protocol:
+        # The group tests, with the KIP-848 protocol: tagged consumer
+        # (cquick: also in the quick subset).
+        wanted = [(t, tags, r) for t, tags, r in listed
+                  if "consumer" in tags and (not args.quick or "cquick" in tags)]
     else:
         wanted = [(t, tags, r) for t, tags, r in listed
                   if "exclude" not in tags and (not args.quick or "quick" in tags)]
-    known = {t: r for t, tags, r in listed if "known" in tags}
+    # Known failures are per protocol: `known` (classic), `cknown` (consumer).
+    known_tag = "cknown" if args.consumer_protocol else "known"
+    known = {t: r for t, tags, r in listed if known_tag in tags}
     slow = {t for t, tags, _ in listed if "slow" in tags}
     excluded = [(t, r) for t, tags, r in listed if "exclude" in tags]
 
@@ -295,7 +307,7 @@ def main():
     ]
     for test, status, detail, secs in results:
         lines.append(f"| {test} | {status} | {secs:.0f} | {detail.replace('|', '/')} |")
-    if not args.tests:
+    if not args.tests and not args.consumer_protocol:
         lines += ["", "Not run (reason):", ""]
         lines += [f"- {t}: {r}" for t, r in excluded]
     summary = "\n".join(lines) + "\n"
@@ -303,7 +315,9 @@ def main():
         f.write(summary)
     print(summary)
     if args.publish:
-        doc = os.path.join(ROOT, "docs", "compat", "librdkafka.md")
+        doc = os.path.join(ROOT, "docs", "compat",
+                           "librdkafka-consumer-protocol.md" if args.consumer_protocol
+                           else "librdkafka.md")
         os.makedirs(os.path.dirname(doc), exist_ok=True)
         with open(doc, "w") as f:
             f.write(summary.replace(

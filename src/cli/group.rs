@@ -83,13 +83,66 @@ async fn list(c: &mut Client, format: Format) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A group as `describe` shows it, from ConsumerGroupDescribe (KIP-848
+/// consumer-protocol groups) or DescribeGroups (classic groups).
+struct GroupView {
+    state: String,
+    protocol_type: String,
+    /// The classic protocol (assignor) or the consumer group's server assignor.
+    protocol: String,
+    members: Vec<MemberView>,
+}
+
+struct MemberView {
+    member_id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    host: String,
+    partitions: Vec<(String, i32)>,
+}
+
+/// Like Kafka's admin client: ConsumerGroupDescribe first, DescribeGroups
+/// for classic groups (GROUP_ID_NOT_FOUND) or brokers without it.
 async fn describe_group(
     c: &mut Client,
     coordinator: i32,
     group: &str,
-) -> Result<describe_groups_response::DescribedGroup, CliError> {
+) -> Result<GroupView, CliError> {
     let conn = c.broker(coordinator).await?;
     let addr = conn.addr().to_string();
+    let modern = conn
+        .send(&ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(sb(group))]))
+        .await
+        .ok()
+        .and_then(|r| r.groups.into_iter().next())
+        .filter(|g| g.error_code == 0);
+    if let Some(g) = modern {
+        return Ok(GroupView {
+            state: g.group_state.to_string(),
+            protocol_type: "consumer".into(),
+            protocol: g.assignor_name.to_string(),
+            members: g
+                .members
+                .into_iter()
+                .map(|m| MemberView {
+                    member_id: m.member_id.to_string(),
+                    instance_id: m.instance_id.map(|i| i.to_string()),
+                    client_id: m.client_id.to_string(),
+                    host: m.client_host.to_string(),
+                    partitions: m
+                        .assignment
+                        .topic_partitions
+                        .iter()
+                        .flat_map(|tp| {
+                            tp.partitions
+                                .iter()
+                                .map(|p| (tp.topic_name.to_string(), *p))
+                        })
+                        .collect(),
+                })
+                .collect(),
+        });
+    }
     let resp = conn
         .send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(sb(group))]))
         .await?;
@@ -98,15 +151,42 @@ async fn describe_group(
         .into_iter()
         .next()
         .ok_or_else(|| CliError::Usage("empty DescribeGroups response".into()))?;
-    check(&addr, g.error_code, g.error_message.as_ref())?;
-    Ok(g)
+    let missing = g.error_code == ResponseError::GroupIdNotFound.code();
+    if !missing {
+        check(&addr, g.error_code, g.error_message.as_ref())?;
+    }
+    let consumer = g.protocol_type.as_str() == "consumer";
+    Ok(GroupView {
+        state: if missing {
+            "Dead".into()
+        } else {
+            g.group_state.to_string()
+        },
+        protocol_type: g.protocol_type.to_string(),
+        protocol: g.protocol_data.to_string(),
+        members: g
+            .members
+            .into_iter()
+            .map(|m| MemberView {
+                partitions: if consumer {
+                    parse_assignment(&m.member_assignment)
+                } else {
+                    Vec::new()
+                },
+                member_id: m.member_id.to_string(),
+                instance_id: m.group_instance_id.map(|i| i.to_string()),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+            })
+            .collect(),
+    })
 }
 
 async fn describe(c: &mut Client, group: &str, format: Format) -> Result<(), CliError> {
     let coordinator = coordinator_node(c, group).await?;
     let g = describe_group(c, coordinator, group).await?;
     let committed = fetch_committed(c, coordinator, group, None).await?;
-    if g.group_state.as_str() == "Dead" && committed.is_empty() {
+    if g.state == "Dead" && committed.is_empty() {
         return Err(ClientError::Kafka {
             addr: c.bootstrap(),
             code: ResponseError::GroupIdNotFound.code(),
@@ -117,10 +197,8 @@ async fn describe(c: &mut Client, group: &str, format: Format) -> Result<(), Cli
     // Owner of each partition, from the members' assignments.
     let mut owner: HashMap<(String, i32), String> = HashMap::new();
     for m in &g.members {
-        if g.protocol_type.as_str() == "consumer" {
-            for tp in parse_assignment(&m.member_assignment) {
-                owner.insert(tp, m.member_id.to_string());
-            }
+        for tp in &m.partitions {
+            owner.insert(tp.clone(), m.member_id.clone());
         }
     }
     let mut partitions: BTreeSet<(String, i32)> = committed.keys().cloned().collect();
@@ -152,11 +230,11 @@ async fn describe(c: &mut Client, group: &str, format: Format) -> Result<(), Cli
             println!(
                 "Group: {}  State: {}  Protocol: {}  Members: {}",
                 group,
-                g.group_state,
-                if g.protocol_data.is_empty() {
+                g.state,
+                if g.protocol.is_empty() {
                     "-"
                 } else {
-                    g.protocol_data.as_str()
+                    g.protocol.as_str()
                 },
                 g.members.len()
             );
@@ -164,14 +242,15 @@ async fn describe(c: &mut Client, group: &str, format: Format) -> Result<(), Cli
                 println!();
                 let mut t = Table::new(&["MEMBER-ID", "CLIENT-ID", "HOST", "PARTITIONS"]);
                 for m in &g.members {
-                    let parts: Vec<String> = parse_assignment(&m.member_assignment)
+                    let parts: Vec<String> = m
+                        .partitions
                         .iter()
                         .map(|(t, p)| format!("{t}-{p}"))
                         .collect();
                     t.row(vec![
-                        m.member_id.to_string(),
-                        m.client_id.to_string(),
-                        m.client_host.to_string(),
+                        m.member_id.clone(),
+                        m.client_id.clone(),
+                        m.host.clone(),
                         parts.join(","),
                     ]);
                 }
@@ -200,15 +279,15 @@ async fn describe(c: &mut Client, group: &str, format: Format) -> Result<(), Cli
         }
         Format::Json => print_json(&json!({
             "group": group,
-            "state": g.group_state.to_string(),
-            "protocol_type": g.protocol_type.to_string(),
-            "protocol": g.protocol_data.to_string(),
+            "state": g.state,
+            "protocol_type": g.protocol_type,
+            "protocol": g.protocol,
             "members": g.members.iter().map(|m| json!({
-                "member_id": m.member_id.to_string(),
-                "instance_id": m.group_instance_id.as_ref().map(|i| i.to_string()),
-                "client_id": m.client_id.to_string(),
-                "host": m.client_host.to_string(),
-                "assignment": parse_assignment(&m.member_assignment).iter()
+                "member_id": m.member_id,
+                "instance_id": m.instance_id,
+                "client_id": m.client_id,
+                "host": m.host,
+                "assignment": m.partitions.iter()
                     .map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "offsets": rows.iter().map(|((topic, p), current, end, lag, member)| json!({
@@ -251,13 +330,13 @@ async fn reset(c: &mut Client, a: ResetArgs, format: Format) -> Result<(), CliEr
     let committed = fetch_committed(c, coordinator, &a.group, None).await?;
     if a.execute {
         let g = describe_group(c, coordinator, &a.group).await?;
-        if !matches!(g.group_state.as_str(), "Empty" | "Dead") {
+        if !matches!(g.state.as_str(), "Empty" | "Dead") {
             return Err(ClientError::Kafka {
                 addr: c.bootstrap(),
                 code: ResponseError::NonEmptyGroup.code(),
                 message: Some(format!(
                     "offsets can only be reset while group '{}' is inactive; it is {}",
-                    a.group, g.group_state
+                    a.group, g.state
                 )),
             }
             .into());

@@ -78,6 +78,10 @@ pub struct ConsumerMember {
     pub rebalance_deadline_ms: Option<i64>,
 }
 
+/// The rebalance timeout of a member that joined without one (librdkafka's
+/// and the Java client's `max.poll.interval.ms` default).
+const DEFAULT_REBALANCE_TIMEOUT_MS: i32 = 300_000;
+
 /// A ConsumerGroupHeartbeat as the group sees it (nulls are `None`: unchanged).
 #[derive(Debug, Clone, Default)]
 pub struct Heartbeat {
@@ -632,7 +636,11 @@ impl ConsumerGroup {
                         rack_id: None,
                         client_id: String::new(),
                         client_host: String::new(),
-                        rebalance_timeout_ms: hb.rebalance_timeout_ms,
+                        rebalance_timeout_ms: if hb.rebalance_timeout_ms < 0 {
+                            DEFAULT_REBALANCE_TIMEOUT_MS
+                        } else {
+                            hb.rebalance_timeout_ms
+                        },
                         topic_names: BTreeSet::new(),
                         regex: None,
                         server_assignor: None,
@@ -700,7 +708,13 @@ impl ConsumerGroup {
         }
         self.maybe_compute_target(image, settings);
         let before = self.members[&id].assigned.clone();
-        self.reconcile(&id, hb.owned.as_ref(), now);
+        // A (re)joining member owns nothing, whatever it sent.
+        let owned = if hb.member_epoch == 0 {
+            Some(Assignment::new())
+        } else {
+            hb.owned
+        };
+        self.reconcile(&id, owned.as_ref(), now);
         let m = &self.members[&id];
         let changed = m.assigned != before;
         Ok(HeartbeatReply {

@@ -884,6 +884,12 @@ impl Group {
         if self.state == GroupState::Dead {
             return Err(code(ResponseError::CoordinatorNotAvailable));
         }
+        if generation < 0 && self.members.is_empty() {
+            // Not a group member (admin, manual assignment): allowed while
+            // the group is empty, whatever member id it sends (librdkafka's
+            // KIP-848 consumer sends its own id with generation -1).
+            return Ok(());
+        }
         if generation < 0 && member_id.is_empty() {
             // A standalone (manual assignment) commit: only without members.
             return if self.members.is_empty() {

@@ -45,10 +45,13 @@ fn validate(v: i16, req: &ConsumerGroupHeartbeatRequest, b: &Broker) -> Result<(
     }
     match req.member_epoch {
         0 => {
-            if req.rebalance_timeout_ms == -1 {
-                return invalid("RebalanceTimeoutMs must be provided in first request.");
-            }
-            if !req.topic_partitions.as_ref().is_some_and(|t| t.is_empty()) {
+            // Kafka also refuses a null TopicPartitions and a missing
+            // RebalanceTimeoutMs here. librdkafka <= 2.12 sends both when a
+            // consumer subscribes again right after unsubscribing, and
+            // takes INVALID_REQUEST as fatal (its test 0113 "u" trips on
+            // it), so Weir reads them as "owns nothing" and "unchanged or
+            // the default" (compat/FINDINGS.md).
+            if req.topic_partitions.as_ref().is_some_and(|t| !t.is_empty()) {
                 return invalid("TopicPartitions must be empty when (re-)joining.");
             }
             let names = req
