@@ -331,3 +331,24 @@ def test_classic_and_consumer_groups_side_by_side(broker, topic_name):
     intruder.close()
     for c in classic + modern:
         c.close()
+
+
+def test_client_chosen_range_assignor_co_partitions(broker, topic_name):
+    t1, t2 = f"{topic_name}-1", f"{topic_name}-2"
+    create(broker, t1, 2)
+    create(broker, t2, 2)
+    group = f"range-{topic_name}"
+    cs = [consumer(broker, group, **{"group.remote.assignor": "range"}) for _ in range(2)]
+    for c in cs:
+        c.subscribe([t1, t2])
+    pump(cs, lambda: all(len(parts(c)) == 2 for c in cs))
+    # Range over co-partitioned topics: each member gets the same partition
+    # number of both topics (uniform would give each member one topic).
+    for c in cs:
+        [(ta, pa), (tb, pb)] = parts(c)
+        assert {ta, tb} == {t1, t2} and pa == pb, parts(c)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    [d] = [f.result(10) for f in admin.describe_consumer_groups([group]).values()]
+    assert d.partition_assignor == "range"
+    for c in cs:
+        c.close()

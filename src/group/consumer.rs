@@ -147,9 +147,18 @@ pub struct ConsumerGroup {
     pub subscribed_metadata: BTreeMap<String, (Uuid, i32)>,
     /// The topic image's fingerprint at the last regex resolution.
     image_fingerprint: u64,
+    /// A changed topic image seen since (fingerprint, first seen at ms):
+    /// regexes are re-resolved once it has been quiet for
+    /// [`REGEX_REFRESH_QUIET_MS`].
+    image_pending: Option<(u64, i64)>,
     /// Membership or assignments changed and must be persisted.
     pub dirty: bool,
 }
+
+/// Topics created or deleted together (a test setup, a deployment) are
+/// picked up by one re-resolution: the topic set must be unchanged this
+/// long first. Kafka batches its refreshes too.
+const REGEX_REFRESH_QUIET_MS: i64 = 500;
 
 /// The full-match form of a subscription regex (Kafka uses RE2/J's `matches()`).
 pub fn compile_regex(re: &str) -> Result<regex::Regex, regex::Error> {
@@ -258,8 +267,17 @@ impl ConsumerGroup {
     /// Resolves regexes introduced by earlier heartbeats, and re-resolves
     /// all when topics changed. Bumps the group epoch when a regex's
     /// topics change. Returns whether anything changed.
-    pub fn resolve_regexes(&mut self, image: &TopicImage) -> bool {
+    pub fn resolve_regexes(&mut self, image: &TopicImage, now: i64) -> bool {
         let fp = fingerprint(image);
+        let refresh = fp != self.image_fingerprint
+            && match self.image_pending {
+                Some((pending, since)) if pending == fp => now - since >= REGEX_REFRESH_QUIET_MS,
+                _ => {
+                    self.image_pending = Some((fp, now));
+                    // Nothing resolved yet: nothing to keep stable.
+                    self.resolved.is_empty()
+                }
+            };
         let in_use: BTreeSet<String> = self
             .members
             .values()
@@ -269,12 +287,13 @@ impl ConsumerGroup {
         self.resolved.retain(|r, _| in_use.contains(r));
         self.unresolved.retain(|r| in_use.contains(r));
         let mut changed = self.resolved.len() != before;
-        let todo: Vec<String> = if fp != self.image_fingerprint {
+        let todo: Vec<String> = if refresh {
+            self.image_fingerprint = fp;
+            self.image_pending = None;
             in_use.iter().cloned().collect()
         } else {
             self.unresolved.iter().cloned().collect()
         };
-        self.image_fingerprint = fp;
         for re in todo {
             let Ok(compiled) = compile_regex(&re) else {
                 continue; // validated when introduced; cannot happen
@@ -573,7 +592,7 @@ impl ConsumerGroup {
         let start_epoch = self.group_epoch;
         // Regexes brought by earlier heartbeats are resolved before this
         // one changes anything; one this heartbeat brings waits.
-        self.resolve_regexes(image);
+        self.resolve_regexes(image, now);
         if hb.member_epoch < 0 {
             let id = found.expect("checked");
             if hb.member_epoch == -2 {
@@ -740,9 +759,9 @@ impl ConsumerGroup {
         expired
     }
 
-    /// Whether pending regexes wait for resolution.
+    /// Whether regexes wait for resolution: new ones, or a changed topic set.
     pub fn has_unresolved(&self) -> bool {
-        !self.unresolved.is_empty()
+        !self.unresolved.is_empty() || self.image_pending.is_some()
     }
 
     /// After a restart: sessions start over from `now`.
@@ -1009,8 +1028,14 @@ mod tests {
         // A topic created later is picked up; a prefix-only match is not.
         img.insert("other-2".into(), (Uuid::from_u128(10), 2));
         img.insert("xother-3".into(), (Uuid::from_u128(11), 2));
+        // Picked up once the topic set has been quiet for a while, so
+        // topics created together arrive together.
         let r = g
             .heartbeat(beat("a", r.member_epoch, &a), &img, &s, 2)
+            .unwrap();
+        assert_eq!(r.assignment, None);
+        let r = g
+            .heartbeat(beat("a", r.member_epoch, &a), &img, &s, 502)
             .unwrap();
         let a = r.assignment.expect("changed");
         assert_eq!(a.len(), 3);

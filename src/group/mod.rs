@@ -790,7 +790,7 @@ impl GroupCoordinator {
             .collect();
         for id in ids {
             if let Some(g) = inner.consumer.get_mut(&id) {
-                g.resolve_regexes(image);
+                g.resolve_regexes(image, now_ms());
             }
             inner.persist_consumer(&id).await;
         }
