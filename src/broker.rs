@@ -37,28 +37,36 @@ pub struct Broker {
 impl Broker {
     pub fn open(config: Arc<Config>, bound: SocketAddr) -> std::io::Result<Broker> {
         let logs = LogManager::open(config.clone())?;
-        // Never deleted by retention: they hold the only copy of committed
-        // offsets and transaction state.
-        let overrides: indexmap::IndexMap<String, String> = [
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
-            ("segment.bytes", "104857600"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        // Compacted, never deleted: they hold the only copy of committed
+        // offsets and coordinator state; every key's latest record (a
+        // tombstone when deleted) is what the coordinators replay.
+        let overrides = |segment_bytes: u64| -> indexmap::IndexMap<String, String> {
+            [
+                ("cleanup.policy", "compact".to_string()),
+                ("retention.ms", "-1".to_string()),
+                ("retention.bytes", "-1".to_string()),
+                ("segment.bytes", segment_bytes.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        };
+        let offsets_log = overrides(config.offsets_topic_segment_bytes);
         let groups = GroupCoordinator::open(
-            logs.open_internal(INTERNAL_OFFSETS_LOG, overrides.clone())?,
+            logs.open_internal(INTERNAL_OFFSETS_LOG, offsets_log.clone())?,
             config.group_config(),
         )?;
         let share = ShareCoordinator::open(
-            logs.open_internal(INTERNAL_SHARE_LOG, overrides.clone())?,
+            logs.open_internal(INTERNAL_SHARE_LOG, offsets_log)?,
             ShareConfig {
                 max_group_size: config.group_share_max_size as usize,
             },
         )?;
         let txns = TxnCoordinator::open(
-            logs.open_internal(INTERNAL_TXN_LOG, overrides)?,
+            logs.open_internal(
+                INTERNAL_TXN_LOG,
+                overrides(config.transaction_state_log_segment_bytes),
+            )?,
             &logs,
             config.txn_config(),
         )?;

@@ -143,6 +143,29 @@ pub struct Config {
     pub group_consumer_assignors: Vec<String>,
     /// Members per consumer-protocol group. Default `2147483647`.
     pub group_consumer_max_size: i64,
+    /// Segment size of the group coordinator's internal log (committed
+    /// offsets, group membership) and of the share-group state log; they
+    /// are compacted, so their size follows the live keys. Default
+    /// `10485760` (Kafka: 104857600; smaller here so a laptop's log
+    /// compacts and replays quickly).
+    pub offsets_topic_segment_bytes: u64,
+    /// Segment size of the transaction coordinator's internal log. Default
+    /// `10485760` (Kafka: 104857600).
+    pub transaction_state_log_segment_bytes: u64,
+    /// Run the log cleaner (compaction of `cleanup.policy=compact` topics).
+    /// Default `true`.
+    pub log_cleaner_enable: bool,
+    /// How often the cleaner looks for dirty logs when nothing woke it (a
+    /// compacted log rolling a segment does). Default `1000` (Kafka: 15000).
+    pub log_cleaner_backoff_ms: u64,
+    /// Logs cleaned at once. Default `1`.
+    pub log_cleaner_threads: u32,
+    /// Read + write throughput of the cleaner, bytes/s. Default
+    /// `1.7976931348623157e308` (unlimited, Kafka's Double.MAX_VALUE).
+    pub log_cleaner_io_max_bytes_per_second: f64,
+    /// Memory for one pass's key -> offset map; a pass that fills it stops
+    /// at a segment boundary and the next continues. Default `134217728`.
+    pub log_cleaner_dedupe_buffer_size: u64,
 }
 
 impl Default for Config {
@@ -198,6 +221,13 @@ impl Default for Config {
             group_consumer_max_session_timeout_ms: 60_000,
             group_consumer_assignors: vec!["uniform".into(), "range".into()],
             group_consumer_max_size: i32::MAX as i64,
+            offsets_topic_segment_bytes: 10 << 20,
+            transaction_state_log_segment_bytes: 10 << 20,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 1_000,
+            log_cleaner_threads: 1,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
+            log_cleaner_dedupe_buffer_size: 128 << 20,
         }
     }
 }
@@ -454,6 +484,35 @@ impl Config {
         }
         if !(1..=i32::MAX as i64).contains(&self.group_consumer_max_size) {
             return Err(invalid("group-consumer-max-size", "must be >= 1"));
+        }
+        if self.offsets_topic_segment_bytes < 1024 {
+            return Err(invalid("offsets-topic-segment-bytes", "must be >= 1024"));
+        }
+        if self.transaction_state_log_segment_bytes < 1024 {
+            return Err(invalid(
+                "transaction-state-log-segment-bytes",
+                "must be >= 1024",
+            ));
+        }
+        if self.log_cleaner_threads == 0 || self.log_cleaner_threads > 64 {
+            return Err(invalid("log-cleaner-threads", "must be in 1..=64"));
+        }
+        if self.log_cleaner_backoff_ms == 0 {
+            return Err(invalid("log-cleaner-backoff-ms", "must be >= 1"));
+        }
+        if self.log_cleaner_io_max_bytes_per_second.is_nan()
+            || self.log_cleaner_io_max_bytes_per_second <= 0.0
+        {
+            return Err(invalid(
+                "log-cleaner-io-max-bytes-per-second",
+                "must be > 0",
+            ));
+        }
+        if self.log_cleaner_dedupe_buffer_size < 1 << 20 {
+            return Err(invalid(
+                "log-cleaner-dedupe-buffer-size",
+                "must be >= 1048576",
+            ));
         }
         if !(100..=10_000).contains(&self.group_share_partition_max_record_locks) {
             return Err(invalid(

@@ -42,6 +42,7 @@ pub async fn run(
     let per_ip = PerIpLimit::new(broker.config.max_connections_per_ip);
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(maintenance_loop(broker.clone(), stop_rx.clone()));
+    let cleaner = tokio::spawn(cleaner_loop(broker.clone(), stop_rx.clone()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -84,6 +85,9 @@ pub async fn run(
         connections.shutdown().await;
     }
     let _ = maintenance.await;
+    // A cleaning round in progress finishes (its swaps are crash-safe, but
+    // the partitions must not be closed under it).
+    let _ = cleaner.await;
     let broker2 = broker.clone();
     tokio::task::spawn_blocking(move || broker2.logs.shutdown())
         .await
@@ -359,6 +363,23 @@ fn may_wait(frame: &[u8]) -> bool {
 
 /// Connection ids, unique for the process's life.
 static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The log cleaner: a round whenever a compacted log rolled a segment or
+/// `log-cleaner-backoff-ms` passed, on blocking threads.
+async fn cleaner_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    if !broker.config.log_cleaner_enable {
+        return;
+    }
+    let backoff = Duration::from_millis(broker.config.log_cleaner_backoff_ms);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = crate::log::cleaner::sleep(backoff) => {}
+        }
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.logs.clean_once(crate::log::now_ms())).await;
+    }
+}
 
 async fn maintenance_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms);

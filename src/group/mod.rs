@@ -253,7 +253,7 @@ impl GroupCoordinator {
                     topic,
                     partition,
                     producer_id,
-                    value,
+                    value: Some(value),
                 } => {
                     pending
                         .entry(group)
@@ -261,6 +261,21 @@ impl GroupCoordinator {
                         .entry(producer_id)
                         .or_default()
                         .insert((topic, partition), value);
+                }
+                StoreRecord::TxnOffset {
+                    group,
+                    topic,
+                    partition,
+                    producer_id,
+                    value: None,
+                } => {
+                    // The transaction ended (its marker came first).
+                    if let Some(p) = pending
+                        .get_mut(&group)
+                        .and_then(|p| p.get_mut(&producer_id))
+                    {
+                        p.remove(&(topic, partition));
+                    }
                 }
                 StoreRecord::TxnMarker {
                     group,
@@ -604,7 +619,7 @@ impl GroupCoordinator {
                 topic: topic.clone(),
                 partition: *partition,
                 producer_id,
-                value: value.clone(),
+                value: Some(value.clone()),
             })
             .collect();
         inner.persist(records).await?;
@@ -629,13 +644,44 @@ impl GroupCoordinator {
     ) -> Result<(), i16> {
         let mut inner = self.inner.lock().await;
         let now = now_ms();
-        inner
-            .persist(vec![StoreRecord::TxnMarker {
-                group: group_id.into(),
-                producer_id,
-                commit,
-            }])
-            .await?;
+        // One batch (appended atomically): the marker, the committed
+        // offsets as ordinary offset records, and tombstones for the
+        // pending records, so the group log compacts to plain offsets.
+        let pending: Vec<(TopicPartition, CommittedOffset)> = inner
+            .pending
+            .get(group_id)
+            .and_then(|p| p.get(&producer_id))
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let mut records = vec![StoreRecord::TxnMarker {
+            group: group_id.into(),
+            producer_id,
+            commit,
+        }];
+        if commit {
+            records.extend(
+                pending
+                    .iter()
+                    .map(|((topic, partition), value)| StoreRecord::Offset {
+                        group: group_id.into(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                        value: Some(value.clone()),
+                    }),
+            );
+        }
+        records.extend(
+            pending
+                .iter()
+                .map(|((topic, partition), _)| StoreRecord::TxnOffset {
+                    group: group_id.into(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    producer_id,
+                    value: None,
+                }),
+        );
+        inner.persist(records).await?;
         let offsets = inner
             .pending
             .get_mut(group_id)
@@ -1068,6 +1114,70 @@ mod tests {
         let c = coordinator(dir.path(), false);
         assert!(c.fetch_offsets("old", None).await.is_empty());
         assert!(c.describe("other").await.is_none());
+    }
+
+    /// The group log is compacted: thousands of commits of one offset and
+    /// finished transactions leave a log the size of its live keys, which
+    /// replays to the same state.
+    #[tokio::test]
+    async fn the_compacted_group_log_replays_the_same_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides: indexmap::IndexMap<String, String> =
+            [("cleanup.policy", "compact"), ("segment.bytes", "4096")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let tc = Arc::new(TopicConfig::resolve(&Config::default(), &overrides));
+        let log =
+            Arc::new(Partition::create(dir.path(), "__consumer_offsets", 0, tc.clone()).unwrap());
+        let c = GroupCoordinator::open(log.clone(), Config::default().group_config()).unwrap();
+        for i in 0..3000 {
+            c.commit("g", "", None, -1, vec![offset("t", i)], 9)
+                .await
+                .unwrap();
+        }
+        // A committed and an aborted transaction, and one still open.
+        c.txn_commit("g", 7, None, vec![offset("u", 70)])
+            .await
+            .unwrap();
+        c.complete_txn("g", 7, true).await.unwrap();
+        c.txn_commit("g", 8, None, vec![offset("v", 80)])
+            .await
+            .unwrap();
+        c.complete_txn("g", 8, false).await.unwrap();
+        c.txn_commit("g", 9, None, vec![offset("w", 90)])
+            .await
+            .unwrap();
+        let before = log.size_bytes();
+        let cfg = crate::log::cleaner::CleanerConfig {
+            dedupe_buffer_bytes: 1 << 20,
+            io_max_bytes_per_second: f64::INFINITY,
+        };
+        crate::log::cleaner::clean_partition(&log, None, &cfg, now_ms())
+            .unwrap()
+            .expect("a pass");
+        assert!(
+            log.size_bytes() * 10 < before,
+            "{} -> {}",
+            before,
+            log.size_bytes()
+        );
+        drop(c);
+        let c = GroupCoordinator::open(log, Config::default().group_config()).unwrap();
+        let found: Vec<(String, i64)> = c
+            .fetch_offsets("g", None)
+            .await
+            .into_iter()
+            .map(|(t, parts)| (t, parts[0].1.as_ref().unwrap().offset))
+            .collect();
+        assert_eq!(found, vec![("t".to_string(), 2999), ("u".to_string(), 70)]);
+        // The open transaction is still pending and completes after replay.
+        assert!(c
+            .unstable_partitions("g")
+            .await
+            .contains(&("w".to_string(), 0)));
+        c.complete_txn("g", 9, true).await.unwrap();
+        assert_eq!(c.fetch_offsets("g", None).await.len(), 3);
     }
 
     #[tokio::test]

@@ -13,7 +13,8 @@
 //!               | client host str | rebalance timeout i32 | session timeout i32
 //!               | subscription bytes | assignment bytes
 //! txn offset key:   i16 3 | group str | topic str | partition i32 | producer id i64
-//! txn offset value: as offset value (pending until the marker)
+//! txn offset value: as offset value (pending until the transaction ends;
+//!                   then a tombstone, the outcome being in offset records)
 //! txn marker key:   i16 4 | group str | producer id i64
 //! txn marker value: i16 0 | commit i8 (1 commit, 0 abort)
 //! consumer group key:   i16 5 | group str      (KIP-848 consumer-protocol group)
@@ -68,7 +69,10 @@ pub enum StoreRecord {
         topic: String,
         partition: i32,
         producer_id: i64,
-        value: CommittedOffset,
+        /// `None`: a tombstone, written when the transaction ended (its
+        /// outcome is then in `Offset` records), so compaction can drop
+        /// the pending record.
+        value: Option<CommittedOffset>,
     },
     /// The end of `producer_id`'s transaction for this group: its pending
     /// offsets become committed offsets, or are dropped.
@@ -178,7 +182,7 @@ impl StoreRecord {
                 put_str(&mut key, Some(topic));
                 key.put_i32(*partition);
                 key.put_i64(*producer_id);
-                (key.freeze(), Some(encode_offset(value)))
+                (key.freeze(), value.as_ref().map(encode_offset))
             }
             StoreRecord::TxnMarker {
                 group,
@@ -249,7 +253,10 @@ impl StoreRecord {
                 topic: get_str(&mut key)??,
                 partition: get_i32(&mut key)?,
                 producer_id: get_i64(&mut key)?,
-                value: decode_offset(value?)?,
+                value: match value {
+                    None => None,
+                    Some(v) => Some(decode_offset(v)?),
+                },
             }),
             KEY_TXN_MARKER => {
                 let group = get_str(&mut key)??;
@@ -534,12 +541,59 @@ mod tests {
                 topic: "t".into(),
                 partition: 1,
                 producer_id: 77,
-                value: CommittedOffset {
+                value: Some(CommittedOffset {
                     offset: 9,
                     leader_epoch: -1,
                     metadata: None,
                     commit_timestamp_ms: 3,
-                },
+                }),
+            },
+            StoreRecord::TxnOffset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 1,
+                producer_id: 77,
+                value: None,
+            },
+            StoreRecord::Consumer {
+                group: "cg".into(),
+                value: Some(Box::new({
+                    let mut g = ConsumerGroup::new("cg");
+                    g.group_epoch = 3;
+                    g.assignment_epoch = 3;
+                    g.subscribed_metadata
+                        .insert("t".into(), (uuid::Uuid::from_u128(5), 2));
+                    g.resolved.insert("t.*".into(), ["t".to_string()].into());
+                    g.members.insert(
+                        "m".into(),
+                        ConsumerMember {
+                            id: "m".into(),
+                            instance_id: Some("i".into()),
+                            rack_id: None,
+                            client_id: "c".into(),
+                            client_host: "/h".into(),
+                            rebalance_timeout_ms: 5,
+                            topic_names: ["t".to_string()].into(),
+                            regex: Some("t.*".into()),
+                            server_assignor: Some("range".into()),
+                            epoch: 3,
+                            previous_epoch: 2,
+                            state: MemberState::UnrevokedPartitions,
+                            assigned: [(uuid::Uuid::from_u128(5), [0].into())].into(),
+                            pending_revocation: [(uuid::Uuid::from_u128(5), [1].into())].into(),
+                            session_timeout_ms: 10_000,
+                            session_deadline_ms: 0,
+                            rebalance_deadline_ms: Some(0),
+                        },
+                    );
+                    g.target
+                        .insert("m".into(), [(uuid::Uuid::from_u128(5), [0].into())].into());
+                    g
+                })),
+            },
+            StoreRecord::Consumer {
+                group: "cg".into(),
+                value: None,
             },
             StoreRecord::TxnMarker {
                 group: "g".into(),

@@ -165,6 +165,8 @@ pub struct LogManager {
     internal: Mutex<Vec<Arc<Partition>>>,
     clean_start: bool,
     cluster_id: String,
+    /// Per compacted log, where the next cleaning pass starts.
+    cleaner_checkpoint: Mutex<crate::log::cleaner::Checkpoint>,
     _lock: File,
 }
 
@@ -238,12 +240,13 @@ impl LogManager {
         tracing::info!(topics = topics.len(), clean_shutdown = clean, dir = %data_dir.display(), "log manager opened");
         Ok(LogManager {
             config,
-            data_dir,
+            data_dir: data_dir.clone(),
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
             internal: Mutex::new(Vec::new()),
             clean_start: clean,
             cluster_id,
+            cleaner_checkpoint: Mutex::new(crate::log::cleaner::Checkpoint::load(&data_dir)),
             _lock: lock,
         })
     }
@@ -552,6 +555,89 @@ impl LogManager {
                 }
             }
         }
+    }
+
+    /// One round of the log cleaner: every compacted log that needs it gets
+    /// a pass, on up to `log-cleaner-threads` threads (blocking I/O: call
+    /// it from a blocking thread). Returns the passes done.
+    pub fn clean_once(&self, now_ms: i64) -> usize {
+        use crate::log::cleaner;
+        let cfg = cleaner::CleanerConfig {
+            dedupe_buffer_bytes: usize::try_from(self.config.log_cleaner_dedupe_buffer_size)
+                .unwrap_or(usize::MAX),
+            io_max_bytes_per_second: self.config.log_cleaner_io_max_bytes_per_second,
+        };
+        let internal = self
+            .internal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let all: Vec<Arc<Partition>> = self
+            .topics()
+            .into_iter()
+            .flat_map(|t| t.partitions())
+            .chain(internal)
+            .collect();
+        {
+            let mut cp = self
+                .cleaner_checkpoint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            cp.retain(|t, i| all.iter().any(|p| p.topic == t && p.index == i));
+        }
+        let queue = Mutex::new(
+            all.into_iter()
+                .filter(|p| p.config().cleanup_compact)
+                .collect::<Vec<_>>(),
+        );
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let threads = self.config.log_cleaner_threads.max(1) as usize;
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let Some(p) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+                        return;
+                    };
+                    let start = self
+                        .cleaner_checkpoint
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&p.topic, p.index);
+                    let name = format!("{}-{}", p.topic, p.index);
+                    let began = std::time::Instant::now();
+                    match cleaner::clean_partition(&p, start, &cfg, now_ms) {
+                        Ok(Some(stats)) => {
+                            let mut cp = self
+                                .cleaner_checkpoint
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner());
+                            cp.set(&p.topic, p.index, stats.end);
+                            if let Err(e) = cp.save() {
+                                tracing::warn!(error = %e, "cannot write the cleaner checkpoint");
+                            }
+                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::info!(
+                                partition = %name,
+                                read = stats.bytes_read,
+                                written = stats.bytes_written,
+                                segments_in = stats.segments_in,
+                                segments_out = stats.segments_out,
+                                cleaned_to = stats.end,
+                                ms = began.elapsed().as_millis() as u64,
+                                "cleaned"
+                            );
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            // Nothing was swapped for the failed group; the
+                            // next round tries again.
+                            tracing::error!(partition = %name, error = %e, "cleaning failed");
+                        }
+                    }
+                });
+            }
+        });
+        done.into_inner()
     }
 
     /// Clean shutdown: fsync and seal every partition, then leave the

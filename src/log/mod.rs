@@ -12,6 +12,7 @@
 //! See `docs/storage-format.md` for the on-disk layout.
 
 pub mod batch;
+pub mod cleaner;
 pub mod compression;
 pub mod disk;
 pub mod index;

@@ -25,9 +25,10 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::log::batch::{self, BatchHeader, ControlMarker, HEADER_LEN};
+use crate::log::cleaner;
 use crate::log::compression::Codec;
 use crate::log::disk::{self, LogFile};
-use crate::log::segment::{Segment, SegmentSlice};
+use crate::log::segment::{self, Segment, SegmentSlice};
 use crate::log::topic_config::TopicConfig;
 use crate::log::{LogError, Result};
 use crate::txn::producer_state::ProducerInfo;
@@ -180,6 +181,7 @@ impl Partition {
     ) -> io::Result<Partition> {
         let dir = data_dir.join(Self::dir_name(topic, index));
         std::fs::create_dir_all(&dir)?;
+        recover_swap(&dir)?;
         let mut bases: Vec<i64> = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -741,6 +743,117 @@ impl Partition {
         Ok(clean)
     }
 
+    /// What a cleaning pass needs (log compaction); `None` when the log
+    /// is not compacted or is offline.
+    pub fn clean_view(&self) -> Option<cleaner::CleanView> {
+        let log = self.lock();
+        if log.offline || !log.config.cleanup_compact {
+            return None;
+        }
+        let active_base = *log.segments.keys().next_back()?;
+        Some(cleaner::CleanView {
+            dir: log.dir.clone(),
+            config: log.config.clone(),
+            log_start: log.log_start_offset,
+            log_end: log.log_end_offset,
+            segments: log
+                .segments
+                .values()
+                .filter(|s| s.base_offset != active_base)
+                .map(|s| cleaner::SegmentInfo {
+                    base: s.base_offset,
+                    next_offset: s.next_offset(),
+                    size: s.size(),
+                    max_timestamp: s.max_timestamp(),
+                    file: s.log_file(),
+                })
+                .collect(),
+            active_base,
+            last_stable: log.last_stable_offset(),
+            producer_last: log.producers.last_offsets(),
+            aborted: log.aborted.values().flatten().copied().collect(),
+        })
+    }
+
+    /// Replaces the sealed segments `old` (consecutive, the first based at
+    /// `new_base`) with the cleaned segment in `<new_base>.log.cleaned`.
+    /// `Ok(false)` (and nothing changed) if those segments are no longer
+    /// all there: retention, DeleteRecords or a roll changed the log.
+    ///
+    /// Crash safety: the swap is committed by writing the manifest
+    /// `cleaner-swap` (new base, old bases) after the cleaned file is
+    /// fsynced; then the old files are renamed `.deleted`, the cleaned one
+    /// takes the final name, the directory is fsynced, the manifest and
+    /// the `.deleted` files are removed. [`recover_swap`] finishes or
+    /// discards an interrupted swap at the next open.
+    pub fn swap_cleaned(&self, new_base: i64, old: &[i64]) -> io::Result<bool> {
+        let mut log = self.lock();
+        let active_base = *log.segments.keys().next_back().expect("active segment");
+        if log.offline
+            || old.first() != Some(&new_base)
+            || old
+                .iter()
+                .any(|b| *b == active_base || !log.segments.contains_key(b))
+        {
+            return Ok(false);
+        }
+        let dir = log.dir.clone();
+        crash_point(&dir, 0)?;
+        write_manifest(&dir, new_base, old)?;
+        // Committed: from here a failure leaves the swap to the recovery
+        // of the next start, and the partition offline until then.
+        let result = Self::finish_swap(&mut log, &dir, new_base, old);
+        if let Err(e) = &result {
+            tracing::error!(dir = %dir.display(), error = %e, "a cleaned-segment swap failed; the partition is offline until a restart completes it");
+            log.offline = true;
+        }
+        result.map(|()| true)
+    }
+
+    fn finish_swap(log: &mut Log, dir: &Path, new_base: i64, old: &[i64]) -> io::Result<()> {
+        let mut removed = Vec::new();
+        for b in old {
+            let seg = log.segments.remove(b).expect("checked");
+            std::fs::rename(segment::log_path(dir, *b), deleted_path(dir, *b))?;
+            removed.push(seg);
+        }
+        crash_point(dir, 1)?;
+        for seg in removed {
+            // Readers still holding the old files keep reading them.
+            seg.delete_files()?;
+        }
+        crash_point(dir, 2)?;
+        std::fs::rename(
+            cleaner::cleaned_path(dir, new_base),
+            segment::log_path(dir, new_base),
+        )?;
+        sync_dir(dir)?;
+        crash_point(dir, 3)?;
+        // Indexes are rebuilt from the cleaned log and written.
+        let (seg, _) = Segment::open(
+            dir,
+            new_base,
+            log.config.segment_index_bytes,
+            log.config.index_interval_bytes,
+            true,
+            false,
+        )?;
+        log.segments.insert(new_base, seg);
+        // Transaction markers are kept, so the aborted index only moves.
+        let mut moved = Vec::new();
+        for b in old {
+            moved.extend(log.aborted.remove(b).unwrap_or_default());
+        }
+        if !moved.is_empty() {
+            log.aborted.insert(new_base, moved);
+        }
+        std::fs::remove_file(dir.join(SWAP_MANIFEST))?;
+        for b in old {
+            let _ = std::fs::remove_file(deleted_path(dir, *b));
+        }
+        Ok(())
+    }
+
     /// Size of all segments in bytes.
     pub fn size_bytes(&self) -> u64 {
         self.lock().segments.values().map(Segment::size).sum()
@@ -749,6 +862,90 @@ impl Partition {
     pub fn segment_count(&self) -> usize {
         self.lock().segments.len()
     }
+}
+
+/// Tests stop a swap at step N in a directory (as if the process died
+/// there) by setting this; the partition is then reopened from its files.
+#[cfg(test)]
+pub(crate) static SWAP_CRASH: std::sync::Mutex<Option<(PathBuf, i32)>> =
+    std::sync::Mutex::new(None);
+
+fn crash_point(_dir: &Path, _step: i32) -> io::Result<()> {
+    #[cfg(test)]
+    if let Some((dir, step)) = SWAP_CRASH.lock().unwrap().as_ref() {
+        if dir == _dir && *step == _step {
+            return Err(io::Error::other("injected crash"));
+        }
+    }
+    Ok(())
+}
+
+/// Manifest of a cleaned-segment swap in progress (see
+/// [`Partition::swap_cleaned`]): line 1 the new base, line 2 the old bases.
+const SWAP_MANIFEST: &str = "cleaner-swap";
+
+fn deleted_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{base:020}.log.deleted"))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn write_manifest(dir: &Path, new_base: i64, old: &[i64]) -> io::Result<()> {
+    let olds: Vec<String> = old.iter().map(|b| b.to_string()).collect();
+    crate::log::manager::write_atomic(
+        &dir.join(SWAP_MANIFEST),
+        format!("{new_base}\n{}\n", olds.join(" ")).as_bytes(),
+    )
+}
+
+/// Finishes or discards a cleaned-segment swap interrupted by a crash,
+/// before the segments are listed. With a manifest (the swap committed):
+/// the old segments' files go and the cleaned log takes the final name
+/// (it may already have). Without one: leftover `.cleaned` (a pass that
+/// never committed) and `.deleted` files are removed.
+fn recover_swap(dir: &Path) -> io::Result<()> {
+    let manifest = dir.join(SWAP_MANIFEST);
+    if let Ok(text) = std::fs::read_to_string(&manifest) {
+        let mut lines = text.lines();
+        let new_base = lines.next().and_then(|l| l.trim().parse::<i64>().ok());
+        let old: Option<Vec<i64>> = lines
+            .next()
+            .map(|l| l.split_whitespace().map(|b| b.parse().ok()).collect())
+            .unwrap_or(None);
+        if let (Some(new_base), Some(old)) = (new_base, old) {
+            let cleaned = cleaner::cleaned_path(dir, new_base);
+            let renamed = !cleaned.exists();
+            for b in &old {
+                let _ = std::fs::remove_file(deleted_path(dir, *b));
+                if *b == new_base && renamed {
+                    continue; // the final name already holds the cleaned log
+                }
+                for ext in ["log", "index", "timeindex"] {
+                    let _ = std::fs::remove_file(dir.join(format!("{b:020}.{ext}")));
+                }
+            }
+            if !renamed {
+                std::fs::rename(&cleaned, segment::log_path(dir, new_base))?;
+            }
+            // Its indexes are rebuilt from the log at open.
+            for ext in ["index", "timeindex"] {
+                let _ = std::fs::remove_file(dir.join(format!("{new_base:020}.{ext}")));
+            }
+            sync_dir(dir)?;
+            tracing::warn!(dir = %dir.display(), "completed a cleaned-segment swap interrupted by a crash");
+        }
+        std::fs::remove_file(&manifest)?;
+    }
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".log.cleaned") || name.ends_with(".log.deleted") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
 }
 
 /// Topic-level `compression.type` other than `producer`: a batch in
@@ -992,14 +1189,21 @@ impl Log {
         true
     }
 
-    /// The segment holding `offset`, moving to the next segment when
-    /// `offset` is exactly the end of one.
+    /// The first segment with data at or after `offset`: the one holding
+    /// it, or a later one when `offset` is past a segment's last batch
+    /// (the end of a segment, or a gap compaction left, possibly spanning
+    /// segments it emptied).
     fn segment_for(&self, offset: i64) -> Option<&Segment> {
-        let seg = self.segments.range(..=offset).next_back().map(|(_, s)| s)?;
-        if offset >= seg.next_offset() {
-            return self.segments.range(offset + 1..).next().map(|(_, s)| s);
-        }
-        Some(seg)
+        let floor = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| *b)
+            .unwrap_or(i64::MIN);
+        self.segments
+            .range(floor..)
+            .map(|(_, s)| s)
+            .find(|s| !s.is_empty() && offset < s.next_offset())
     }
 
     fn maybe_roll(&mut self, len: usize, now_ms: i64) -> io::Result<()> {
@@ -1007,7 +1211,7 @@ impl Log {
         if active.should_roll(
             len,
             self.config.segment_bytes,
-            self.config.segment_ms,
+            self.config.roll_ms(),
             now_ms,
         ) {
             self.roll()?;
@@ -1051,6 +1255,9 @@ impl Log {
             });
         }
         self.segments.insert(base, seg);
+        if self.config.cleanup_compact {
+            cleaner::wake();
+        }
         Ok(())
     }
 
@@ -1705,6 +1912,246 @@ mod tests {
         // Topics that only delete accept key-less records.
         let d = Partition::create(dir.path(), "d", 0, cfg(&[])).unwrap();
         d.append(&mixed, 0).await.unwrap();
+    }
+
+    /// Every record of the log, in offset order: (offset, key, value).
+    fn all_records(p: &Partition) -> Vec<(i64, Option<Bytes>, Option<Bytes>)> {
+        let mut out = Vec::new();
+        let mut next = p.offsets().log_start;
+        let end = p.offsets().high_watermark;
+        while next < end {
+            let r = p
+                .read(next, 1 << 20, true, Isolation::ReadUncommitted)
+                .unwrap();
+            let mut b = &r.records[..];
+            assert!(!b.is_empty(), "no batch at or after {next}");
+            while let Some(h) = BatchHeader::parse(b) {
+                let (_, recs) = crate::log::records::decode(&b[..h.total_len()], 1 << 20).unwrap();
+                for rec in recs {
+                    out.push((rec.offset, rec.key, rec.value));
+                }
+                next = h.next_offset();
+                b = &b[h.total_len()..];
+            }
+        }
+        out
+    }
+
+    type Rec = (i64, Option<Bytes>, Option<Bytes>);
+
+    fn compact_cfg() -> Arc<TopicConfig> {
+        cfg(&[("cleanup.policy", "compact"), ("segment.bytes", "600")])
+    }
+
+    /// A compacted log with 5 keys x 8 versions (key k0's last one a
+    /// tombstone) in small segments, and the latest record of every key.
+    async fn compacted_log(dir: &Path) -> (Partition, Vec<Rec>) {
+        use crate::log::compression::Codec;
+        use crate::log::records::{self, BatchSpec, Record};
+        let p = Partition::create(dir, "c", 0, compact_cfg()).unwrap();
+        let mut latest = std::collections::BTreeMap::new();
+        let mut offset = 0;
+        for version in 0..8 {
+            for k in 0..5 {
+                let key = Bytes::from(format!("k{k}"));
+                let value = (!(k == 0 && version == 7)).then(|| Bytes::from(format!("v{version}")));
+                let codec = if k % 2 == 0 {
+                    Codec::None
+                } else {
+                    Codec::Snappy
+                };
+                let b = records::encode(
+                    &BatchSpec::plain(codec),
+                    &[Record {
+                        offset: 0,
+                        timestamp: 1_000 + offset,
+                        key: Some(key.clone()),
+                        value: value.clone(),
+                        headers: vec![],
+                    }],
+                )
+                .unwrap();
+                p.append(&b, 0).await.unwrap();
+                latest.insert(key.clone(), (offset, Some(key), value));
+                offset += 1;
+            }
+        }
+        let mut want: Vec<Rec> = latest.into_values().collect();
+        want.sort_by_key(|r| r.0);
+        (p, want)
+    }
+
+    fn cleaner_cfg() -> crate::log::cleaner::CleanerConfig {
+        crate::log::cleaner::CleanerConfig {
+            dedupe_buffer_bytes: 1 << 20,
+            io_max_bytes_per_second: f64::INFINITY,
+        }
+    }
+
+    /// Latest record per key.
+    fn latest(rs: &[Rec]) -> std::collections::BTreeMap<Option<Bytes>, Rec> {
+        rs.iter().map(|r| (r.1.clone(), r.clone())).collect()
+    }
+
+    #[tokio::test]
+    async fn cleaning_keeps_the_latest_record_per_key_at_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, want) = compacted_log(dir.path()).await;
+        let before = p.offsets();
+        let segments = p.segment_count();
+        assert!(segments > 4, "{segments}");
+        let stats = crate::log::cleaner::clean_partition(&p, None, &cleaner_cfg(), 10_000)
+            .unwrap()
+            .expect("a pass");
+        assert!(stats.bytes_written < stats.bytes_read / 2, "{stats:?}");
+        assert_eq!(p.offsets(), before, "offsets never change");
+        // Below the active segment only the latest record of each key is
+        // left, at its original offset; the active segment is untouched.
+        let got = all_records(&p);
+        let active_base = p.clean_view().unwrap().active_base;
+        let cleaned: Vec<Rec> = got.iter().filter(|r| r.0 < active_base).cloned().collect();
+        let active: std::collections::BTreeSet<_> = got
+            .iter()
+            .filter(|r| r.0 >= active_base)
+            .map(|r| r.1.clone())
+            .collect();
+        let expect: Vec<Rec> = want
+            .iter()
+            .filter(|r| r.0 < active_base && !active.contains(&r.1))
+            .cloned()
+            .collect();
+        let superseded_by_active: Vec<Rec> = cleaned
+            .iter()
+            .filter(|r| active.contains(&r.1))
+            .cloned()
+            .collect();
+        assert!(superseded_by_active.len() <= active.len());
+        assert_eq!(
+            cleaned
+                .iter()
+                .filter(|r| !active.contains(&r.1))
+                .cloned()
+                .collect::<Vec<_>>(),
+            expect
+        );
+        assert_eq!(latest(&got), latest(&want));
+        // The tombstone of k0 is still there (delete.retention.ms).
+        assert!(got
+            .iter()
+            .any(|r| r.1.as_deref() == Some(b"k0") && r.2.is_none()));
+        // A second pass has nothing to do; a reopen serves the same.
+        assert_eq!(
+            crate::log::cleaner::clean_partition(&p, Some(stats.end), &cleaner_cfg(), 10_000)
+                .unwrap(),
+            None
+        );
+        drop(p);
+        let p = Partition::open(dir.path(), "c", 0, compact_cfg(), true).unwrap();
+        assert_eq!(all_records(&p), got);
+        assert_eq!(p.offsets(), before);
+    }
+
+    /// A crash at any step of the swap leaves a log with every key's
+    /// latest record at its offset, nothing duplicated, nothing left over.
+    #[tokio::test]
+    async fn a_crash_at_each_step_of_the_swap_recovers() {
+        for step in 0..4 {
+            let dir = tempfile::tempdir().unwrap();
+            let (p, want) = compacted_log(dir.path()).await;
+            let before = all_records(&p);
+            *SWAP_CRASH.lock().unwrap() = Some((dir.path().join("c-0"), step));
+            let r = crate::log::cleaner::clean_partition(&p, None, &cleaner_cfg(), 10_000);
+            *SWAP_CRASH.lock().unwrap() = None;
+            assert!(r.is_err(), "step {step}");
+            drop(p);
+            let p = Partition::open(dir.path(), "c", 0, compact_cfg(), true).unwrap();
+            let after = all_records(&p);
+            assert_eq!(latest(&after), latest(&before), "step {step}");
+            assert_eq!(latest(&after).len(), want.len());
+            assert!(after.windows(2).all(|w| w[0].0 < w[1].0), "step {step}");
+            if step > 0 {
+                assert!(
+                    after.len() < before.len(),
+                    "step {step}: the swap completed"
+                );
+            } else {
+                assert_eq!(after, before, "before the commit point nothing changes");
+            }
+            let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("c-0"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| {
+                    n.ends_with(".cleaned") || n.ends_with(".deleted") || n == SWAP_MANIFEST
+                })
+                .collect();
+            assert!(leftovers.is_empty(), "step {step}: {leftovers:?}");
+            // And the next pass works.
+            crate::log::cleaner::clean_partition(&p, None, &cleaner_cfg(), 10_000).unwrap();
+            assert_eq!(latest(&all_records(&p)), latest(&before));
+        }
+    }
+
+    /// An idempotent producer's last batch survives as a header, so its
+    /// next batch is accepted in sequence after cleaning and a reopen.
+    #[tokio::test]
+    async fn a_producers_last_batch_survives_cleaning() {
+        use crate::log::compression::Codec;
+        use crate::log::records::{self, BatchSpec, Record};
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::create(dir.path(), "c", 0, compact_cfg()).unwrap();
+        let batch = |seq: i32, key: &str| {
+            let mut spec = BatchSpec::plain(Codec::None);
+            spec.producer_id = 7;
+            spec.producer_epoch = 0;
+            spec.base_sequence = seq;
+            records::encode(
+                &spec,
+                &[Record {
+                    offset: 0,
+                    timestamp: 5,
+                    key: Some(Bytes::from(key.to_string())),
+                    value: Some(Bytes::from_static(b"x")),
+                    headers: vec![],
+                }],
+            )
+            .unwrap()
+        };
+        for seq in 0..30 {
+            p.append(&batch(seq, "same"), 0).await.unwrap();
+        }
+        // Other data rolls the producer's batches out of the active segment.
+        for i in 0..40 {
+            let b = records::encode(
+                &BatchSpec::plain(Codec::None),
+                &[Record {
+                    offset: 0,
+                    timestamp: 5,
+                    key: Some(Bytes::from(format!("other{i}"))),
+                    value: Some(Bytes::from_static(b"y")),
+                    headers: vec![],
+                }],
+            )
+            .unwrap();
+            p.append(&b, 0).await.unwrap();
+        }
+        crate::log::cleaner::clean_partition(&p, None, &cleaner_cfg(), 10_000)
+            .unwrap()
+            .expect("a pass");
+        let same: Vec<Rec> = all_records(&p)
+            .into_iter()
+            .filter(|r| r.1.as_deref() == Some(b"same"))
+            .collect();
+        assert_eq!(same.len(), 1);
+        assert_eq!(same[0].0, 29);
+        drop(p);
+        let p = Partition::open(dir.path(), "c", 0, compact_cfg(), true).unwrap();
+        // Sequence 30 follows 29: accepted, not OUT_OF_ORDER_SEQUENCE.
+        p.append(&batch(30, "same"), 0).await.unwrap();
+        assert!(matches!(
+            p.append(&batch(35, "same"), 0).await,
+            Err(LogError::OutOfOrderSequence { .. })
+        ));
     }
 
     /// Topic-level compression.type: other codecs are recompressed on

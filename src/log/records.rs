@@ -154,6 +154,12 @@ pub struct BatchSpec {
     /// `None`: the last record's offset delta. Kafka keeps a batch's
     /// original last offset delta when records are removed from it.
     pub last_offset_delta: Option<i32>,
+    /// `None`: the first record's timestamp. The cleaner stores a delete
+    /// horizon here (KIP-534); record timestamps stay as they were.
+    pub base_timestamp: Option<i64>,
+    /// `None`: the largest record timestamp (CreateTime). LogAppendTime
+    /// batches keep their append time.
+    pub max_timestamp: Option<i64>,
 }
 
 impl BatchSpec {
@@ -168,6 +174,8 @@ impl BatchSpec {
             base_sequence: -1,
             partition_leader_epoch: 0,
             last_offset_delta: None,
+            base_timestamp: None,
+            max_timestamp: None,
         }
     }
 
@@ -182,6 +190,9 @@ impl BatchSpec {
             base_sequence: h.base_sequence,
             partition_leader_epoch: h.partition_leader_epoch,
             last_offset_delta: Some(h.last_offset_delta),
+            base_timestamp: None,
+            // LogAppendTime (attribute bit 3): the batch's time is the append time.
+            max_timestamp: (h.attributes & 0x08 != 0).then_some(h.max_timestamp),
         }
     }
 }
@@ -189,8 +200,12 @@ impl BatchSpec {
 /// Encodes `records` (absolute offsets and timestamps, at least one) as one
 /// v2 batch with a valid CRC.
 pub fn encode(spec: &BatchSpec, records: &[Record]) -> std::io::Result<Vec<u8>> {
-    let base_ts = records.first().map(|r| r.timestamp).unwrap_or(-1);
-    let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+    let base_ts = spec
+        .base_timestamp
+        .unwrap_or_else(|| records.first().map(|r| r.timestamp).unwrap_or(-1));
+    let max_ts = spec
+        .max_timestamp
+        .unwrap_or_else(|| records.iter().map(|r| r.timestamp).max().unwrap_or(-1));
     let mut plain = Vec::new();
     let mut body = Vec::new();
     for r in records {

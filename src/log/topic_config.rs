@@ -147,7 +147,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Long,
         |_| "86400000".into(),
         v_long0,
-        "stored; no effect without compaction"
+        "compacted topics: how long a tombstone is kept after the cleaning pass that first saw it"
     ),
     def!(
         "file.delete.delay.ms",
@@ -182,7 +182,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Long,
         |_| i64::MAX.to_string(),
         v_long1,
-        "stored; no effect without compaction"
+        "compacted topics: a record is compacted at most this long after it was written (the active segment rolls by then)"
     ),
     def!(
         "max.message.bytes",
@@ -217,14 +217,14 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Double,
         |_| "0.5".into(),
         v_ratio,
-        "stored; no effect without compaction"
+        "compacted topics: clean when dirty bytes / all bytes exceed this"
     ),
     def!(
         "min.compaction.lag.ms",
         Long,
         |_| "0".into(),
         v_long0,
-        "stored; no effect without compaction"
+        "compacted topics: records younger than this are not compacted"
     ),
     def!(
         "min.insync.replicas",
@@ -321,6 +321,12 @@ pub struct TopicConfig {
     pub cleanup_compact: bool,
     /// `compression.type`: `None` for `producer` (batches kept as sent).
     pub compression: Option<Codec>,
+    /// Compaction (`cleanup_compact`): `min.cleanable.dirty.ratio`,
+    /// `min.compaction.lag.ms`, `max.compaction.lag.ms`, `delete.retention.ms`.
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub delete_retention_ms: i64,
 }
 
 impl TopicConfig {
@@ -351,6 +357,24 @@ impl TopicConfig {
                 .map(|p| p.1)
                 .unwrap_or(false),
             compression: Codec::from_name(get("compression.type").trim()),
+            min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+                .trim()
+                .parse()
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: long("min.compaction.lag.ms"),
+            max_compaction_lag_ms: long("max.compaction.lag.ms").max(1),
+            delete_retention_ms: long("delete.retention.ms"),
+        }
+    }
+
+    /// When the active segment rolls by age: compacted logs also roll at
+    /// `max.compaction.lag.ms`, so the cleaner can reach their records
+    /// (Kafka's `maxSegmentMs`).
+    pub fn roll_ms(&self) -> i64 {
+        if self.cleanup_compact {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
         }
     }
 

@@ -198,6 +198,15 @@ impl ProducerStateTable {
         }
     }
 
+    /// Producer id -> last offset of its last data batch (the cleaner
+    /// keeps that batch, at least as a header, so the sequence survives).
+    pub fn last_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(pid, e)| e.batches.back().map(|b| (*pid, b.last_offset)))
+            .collect()
+    }
+
     /// Whether a marker from `producer_id` at `epoch` may be written: never
     /// with an epoch older than the producer's.
     pub fn check_marker(&self, producer_id: i64, epoch: i16) -> bool {
