@@ -19,15 +19,21 @@ lint:
 	cargo clippy --locked --all-targets -- -D warnings
 
 ## Micro-benchmarks (criterion) and the full load benchmark (docs/performance.md).
+## The benches crate shares target/ with the broker, so the weir library and
+## the dependencies they have in common are compiled once.
+BENCH := --locked --manifest-path benches/Cargo.toml --target-dir target
+
 bench:
 	cargo build --locked --release
-	cargo bench --locked --manifest-path benches/Cargo.toml
-	cargo run --locked --release --manifest-path benches/Cargo.toml --bin load
+	cargo bench $(BENCH)
+	cargo run $(BENCH) --release --bin load
 
+## CI: the benchmarks compile (release profile, as `load` runs) and the
+## load benchmark runs briefly.
 bench-smoke:
 	cargo build --locked --release
-	cargo bench --locked --manifest-path benches/Cargo.toml --no-run
-	cargo run --locked --release --manifest-path benches/Cargo.toml --bin load -- --quick
+	cargo build $(BENCH) --release --benches --bins
+	cargo run $(BENCH) --release --bin load -- --quick
 
 rust-test:
 	cargo test --locked
