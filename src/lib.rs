@@ -12,9 +12,11 @@
 //!   versions (dispatch and ApiVersions both read it), response encoding.
 //! - [`handlers`]: one module per API family; thin: decode -> domain -> response.
 //! - [`log`]: the storage engine: LogManager -> Topic -> Partition -> Segment
-//!   with offset and time indexes, recovery, retention.
-//! - [`group`]: the consumer group coordinator (classic protocol), committed
-//!   offsets, and their internal log.
+//!   with offset and time indexes, recovery, retention, and the log cleaner
+//!   (compaction).
+//! - [`group`]: the group coordinator: classic and consumer-protocol
+//!   (KIP-848) groups with the server-side assignors, committed offsets,
+//!   and their internal log.
 //! - [`share`]: share groups (KIP-932 queues): membership, share sessions,
 //!   share-partition windows next to the logs they read, durable state,
 //!   dead-letter topics.

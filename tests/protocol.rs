@@ -599,6 +599,15 @@ async fn create_partitions_and_delete_records() {
         r.topics[0].partitions[0].error_code,
         code(ResponseError::OffsetOutOfRange)
     );
+    // A compact-only topic: the cleaner removes records, not DeleteRecords.
+    c.create_topic("kv", 1, &[("cleanup.policy", "compact")])
+        .await;
+    let mut kv = dr(0);
+    kv.topics[0].name = topic("kv");
+    assert_eq!(
+        c.send(2, &kv).await.topics[0].partitions[0].error_code,
+        code(ResponseError::PolicyViolation)
+    );
     assert_eq!(
         c.fetch(11, "t", 0, 2, 1 << 20).await.error_code,
         code(ResponseError::OffsetOutOfRange)

@@ -251,6 +251,11 @@ pub async fn delete_records(
                         .with_low_watermark(-1);
                     match topic.as_ref().and_then(|t| t.partition(dp.partition_index)) {
                         None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                        // Kafka: records of a compact-only log are removed
+                        // by the cleaner, not by DeleteRecords.
+                        Some(p) if !p.config().cleanup_delete => {
+                            r.error_code = ResponseError::PolicyViolation.code()
+                        }
                         Some(p) => match p.delete_records_before(dp.offset) {
                             Ok(low) => r.low_watermark = low,
                             Err(e) => r.error_code = e.code(),
