@@ -26,14 +26,15 @@ BENCH := --locked --manifest-path benches/Cargo.toml --target-dir target
 bench:
 	cargo build --locked --release
 	cargo bench $(BENCH)
-	cargo run $(BENCH) --release --bin load
+	cargo build $(BENCH) --release --benches --bins
+	target/release/load
 
 ## CI: the benchmarks compile (release profile, as `load` runs) and the
 ## load benchmark runs briefly.
 bench-smoke:
 	cargo build --locked --release
 	cargo build $(BENCH) --release --benches --bins
-	cargo run $(BENCH) --release --bin load -- --quick
+	target/release/load --quick
 
 rust-test:
 	cargo test --locked

@@ -427,6 +427,7 @@ fn main() {
     let mock = MockCluster::new(1).expect("mock cluster");
     if o.section("produce") {
         produce_table(&o, &mock, scale, rounds, disk);
+        recompression_table(&o, scale, rounds);
     }
     if o.section("consume") {
         let count = 1_000_000 / scale as u64;
@@ -698,6 +699,64 @@ fn compare(o: &Opts, old: &str, scale: usize, rounds: usize) {
 
 /// Weir auto-creates with the default partition count (1); grow the topic
 /// to `parts` through the admin API when more are wanted.
+/// The cost of a topic-level `compression.type`: the producer sends
+/// uncompressed 1 KiB records (linger 5 ms batches) and the broker
+/// recompresses every batch on append, against the same topic with
+/// `producer` (stored as sent); alternating, on the same broker binary.
+fn recompression_table(o: &Opts, scale: usize, rounds: usize) {
+    let count = (1_000_000u64 / scale as u64).max(1000);
+    println!("| topic compression.type (producer sends none, 1 KiB, acks=1) | weir MB/s | vs `producer` |");
+    println!("|---|---|---|");
+    let run = |codec: &str, tag: String| {
+        let w = Weir::start(&o.weir, false);
+        create_topic(&w.addr, &tag, 1);
+        if codec != "producer" {
+            set_topic_config(&w.addr, &tag, "compression.type", codec);
+        }
+        produce_run(&w.addr, &tag, 1, 1024, count, "1")
+    };
+    let mut base = Vec::new();
+    let mut rows: Vec<(&str, Vec<f64>)> = ["lz4", "zstd", "gzip"]
+        .iter()
+        .map(|c| (*c, Vec::new()))
+        .collect();
+    for r in 0..rounds {
+        base.push(run("producer", format!("rc{r}p")));
+        for (codec, rates) in rows.iter_mut() {
+            rates.push(run(codec, format!("rc{r}{codec}")));
+        }
+    }
+    let base = median(base);
+    println!("| producer (as sent) | {base:.1} | 1.00x |");
+    for (codec, rates) in rows {
+        let m = median(rates);
+        println!("| {codec} | {m:.1} | {:.2}x |", m / base);
+    }
+    println!();
+}
+
+fn set_topic_config(bootstrap: &str, topic: &str, key: &str, value: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = rt
+        .block_on(admin.alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic(topic)).set(key, value)],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    for r in results {
+        r.expect("topic config set");
+    }
+}
+
 fn set_partitions(bootstrap: &str, topic: &str, parts: i32) {
     if parts <= 1 {
         return;

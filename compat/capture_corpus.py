@@ -180,6 +180,36 @@ def drive_share(bootstrap):
     c.close()
 
 
+def drive_consumer_protocol(bootstrap):
+    """KIP-848: ConsumerGroupHeartbeat (joins, acks, leave), ConsumerGroupDescribe,
+    OffsetCommit/OffsetFetch v9 with member epochs."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("cp", 2, 1)])["cp"].result(10)
+    p = Producer({"bootstrap.servers": bootstrap})
+    for i in range(20):
+        p.produce("cp", key=b"k%d" % i, value=b"v%d" % i)
+    p.flush(10)
+    cs = [Consumer({"bootstrap.servers": bootstrap, "group.id": "cpg", "group.protocol": "consumer",
+                    "auto.offset.reset": "earliest", "group.instance.id": f"i{n}" if n else None,
+                    "enable.auto.commit": False} if n else
+                   {"bootstrap.servers": bootstrap, "group.id": "cpg", "group.protocol": "consumer",
+                    "auto.offset.reset": "earliest", "enable.auto.commit": False})
+          for n in range(2)]
+    cs[0].subscribe(["cp"])
+    cs[1].subscribe(["^c.*"])
+    deadline = time.time() + 8
+    while time.time() < deadline:
+        for c in cs:
+            m = c.poll(0.1)
+            if m is not None and not m.error():
+                c.commit(message=m, asynchronous=False)
+    admin.describe_consumer_groups(["cpg"])["cpg"].result(10)
+    for c in cs:
+        c.close()
+
+
 def drive_kafkajs(bootstrap):
     script = os.path.join(ROOT, "compat", "kafkajs", "scenarios.js")
     for scenario in ["idempotent", "transactions", "sendOffsets", "fencing"]:
@@ -202,7 +232,12 @@ def main():
     proxy(listen, ("127.0.0.2", port))
     bootstrap = f"127.0.0.1:{port}"
     try:
-        for drive in (drive_kafka_python, drive_confluent, drive_share, drive_kafkajs):
+        drivers = (drive_kafka_python, drive_confluent, drive_share, drive_consumer_protocol,
+                   drive_kafkajs)
+        only = os.environ.get("CORPUS_DRIVERS")  # e.g. "drive_consumer_protocol"
+        for drive in drivers:
+            if only and drive.__name__ not in only.split(","):
+                continue
             try:
                 drive(bootstrap)
             except Exception as e:  # a partial run still yields frames

@@ -174,3 +174,35 @@ def test_group_log_stays_small_after_thousands_of_commits(cbroker, topic_name):
     [tp] = c.committed([TopicPartition(topic_name, 0)], timeout=10)
     assert tp.offset == 3000
     c.close()
+
+
+@pytest.mark.parametrize("topic_codec", ["gzip", "snappy", "lz4", "zstd", "uncompressed", "producer"])
+def test_topic_compression_type_is_read_back_by_every_client(cbroker, topic_name, topic_codec):
+    """Batches in another codec are recompressed to the topic's on append;
+    every client reads the same records back."""
+    import subprocess
+    import json
+    from kafka import KafkaProducer
+    create(cbroker, topic_name, {"compression.type": topic_codec})
+    produce(cbroker, topic_name, [(b"c%d" % i, b"confluent-%d" % i) for i in range(50)],
+            **{"compression.type": "lz4"})
+    kp = KafkaProducer(bootstrap_servers=cbroker.bootstrap, compression_type="gzip", linger_ms=5)
+    for i in range(50):
+        kp.send(topic_name, key=b"k%d" % i, value=b"kafka-python-%d" % i)
+    kp.flush()
+    kp.close()
+    want = [b"confluent-%d" % i for i in range(50)] + [b"kafka-python-%d" % i for i in range(50)]
+    assert [v for _, _, v in read_all(cbroker, topic_name)] == want
+    c = KafkaConsumer(bootstrap_servers=cbroker.bootstrap, auto_offset_reset="earliest",
+                      enable_auto_commit=False, consumer_timeout_ms=3000)
+    from kafka import TopicPartition as KTP
+    c.assign([KTP(topic_name, 0)])
+    assert [m.value for m in c] == want
+    c.close()
+    if topic_codec in ("gzip", "uncompressed"):
+        # kafkajs reads gzip and plain batches without codec plugins.
+        here = os.path.dirname(os.path.abspath(__file__))
+        p = subprocess.run(["node", os.path.join(here, "kafkajs", "scenarios.js"), cbroker.bootstrap,
+                            "readOnly", topic_name], capture_output=True, text=True, timeout=60)
+        out = json.loads(p.stdout.strip().splitlines()[-1])
+        assert out["values"] == [v.decode() for v in want], out

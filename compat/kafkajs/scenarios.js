@@ -90,6 +90,11 @@ const scenarios = {
     }
   },
 
+  // Reads a topic someone else wrote (e.g. with a topic compression.type).
+  async readOnly() {
+    return { values: await readAll(topic) }
+  },
+
   // A second producer with the same transactional id fences the first.
   async fencing() {
     await createTopic(topic)

@@ -20,9 +20,8 @@
 //! offset` lines), written atomically after each pass.
 //!
 //! Never cleaned: the active segment, anything at or past the last stable
-//! offset, records younger than `min.compaction.lag.ms`. Control batches
-//! (transaction markers) are always kept (Kafka removes them once their
-//! transaction's data is gone; Weir keeps them: a few bytes each).
+//! offset, records younger than `min.compaction.lag.ms`. Transaction
+//! markers follow Kafka's rule ([`clean_tracked`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -314,6 +313,51 @@ pub fn clean_batch(
     records::encode(&spec, &retained).map(Some)
 }
 
+/// Per pass: for each producer, whether the transaction it has open (in
+/// log order) kept any batch so far. Decides the fate of its marker.
+#[derive(Debug, Default)]
+pub struct TxnTracker {
+    retained: HashMap<i64, bool>,
+}
+
+/// [`clean_batch`] plus Kafka's marker rule (`CleanedTransactionMetadata`):
+/// a transaction marker whose transaction kept no data in this pass is
+/// stamped with a delete horizon, and dropped by a pass after it. A marker
+/// stays while its transaction has data, when it is the producer's last
+/// entry, or when it ends the pass.
+pub fn clean_tracked(
+    batch: &[u8],
+    h: &BatchHeader,
+    cx: &BatchContext<'_>,
+    txns: &mut TxnTracker,
+) -> io::Result<Option<Vec<u8>>> {
+    if !h.is_control() {
+        let out = clean_batch(batch, h, cx)?;
+        if h.is_transactional() {
+            *txns.retained.entry(h.producer_id).or_insert(false) |= out.is_some();
+        }
+        return Ok(out);
+    }
+    let had_data = txns.retained.remove(&h.producer_id).unwrap_or(false);
+    let producers_last = cx
+        .producer_last
+        .get(&h.producer_id)
+        .is_some_and(|last| *last < h.base_offset);
+    if had_data || producers_last || h.next_offset() == cx.end {
+        return Ok(Some(batch.to_vec()));
+    }
+    if h.attributes & DELETE_HORIZON_FLAG != 0 {
+        return Ok((cx.now_ms < h.base_timestamp).then(|| batch.to_vec()));
+    }
+    let (_, recs) = records::decode(batch, DECODE_LIMIT).map_err(io::Error::other)?;
+    let codec = Codec::from_attributes(h.attributes).map_err(io::Error::other)?;
+    let mut spec = BatchSpec::of(h, codec);
+    spec.base_timestamp = Some(cx.now_ms.saturating_add(cx.delete_retention_ms));
+    spec.max_timestamp = Some(h.max_timestamp);
+    spec.attributes |= DELETE_HORIZON_FLAG;
+    records::encode(&spec, &recs).map(Some)
+}
+
 /// A batch emptied by cleaning: its 61-byte header with no records, the
 /// original base offset, last offset delta, producer fields and
 /// timestamps, and a recomputed CRC.
@@ -447,6 +491,7 @@ pub fn clean_partition(
         delete_retention_ms: view.config.delete_retention_ms,
     };
     let below: Vec<&SegmentInfo> = view.segments.iter().filter(|s| s.base < end).collect();
+    let mut txns = TxnTracker::default();
     for group in group_segments(&below, view.config.segment_bytes) {
         let base = group[0].base;
         let cleaned = cleaned_path(&view.dir, base);
@@ -459,7 +504,7 @@ pub fn clean_partition(
         let mut pos = 0u64;
         let written = group.iter().try_for_each(|s| {
             for_each_batch_in(&s.file, s.size, |b, h| {
-                if let Some(bytes) = clean_batch(b, h, &cx)? {
+                if let Some(bytes) = clean_tracked(b, h, &cx, &mut txns)? {
                     out.write_all_at(&bytes, pos)?;
                     pos += bytes.len() as u64;
                 }
@@ -713,6 +758,82 @@ mod tests {
         let mut c = cx(&map, &none, 0);
         c.aborted = &aborted;
         assert_eq!(clean_batch(&b, &h, &c).unwrap(), None);
+    }
+
+    /// A marker goes once its transaction has no data left: stamped with a
+    /// horizon by one pass, dropped by a pass after it; it stays while data
+    /// of its transaction does, or while it is the producer's last entry.
+    #[test]
+    fn markers_go_after_their_transactions_data() {
+        use crate::log::batch::{encode_control_batch, ControlMarker};
+        let mut spec = BatchSpec::plain(Codec::None);
+        spec.producer_id = 9;
+        spec.producer_epoch = 1;
+        spec.base_sequence = 0;
+        spec.attributes = 0x10;
+        let data = records::encode(&spec, &[rec(0, Some("k"), Some("txn"))]).unwrap();
+        let dh = BatchHeader::parse(&data).unwrap();
+        let marker = encode_control_batch(
+            9,
+            1,
+            ControlMarker {
+                commit: true,
+                coordinator_epoch: 0,
+            },
+            5_000,
+        );
+        let mut marker = marker.to_vec();
+        marker[0..8].copy_from_slice(&1i64.to_be_bytes());
+        let crc = crate::log::batch::compute_crc(&marker);
+        marker[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mh = BatchHeader::parse(&marker).unwrap();
+        let none = HashMap::new();
+        // The key was overwritten later: the data goes, the marker is stamped.
+        let mut map = OffsetMap::new(1 << 20);
+        map.put(Bytes::from_static(b"k"), 10);
+        let mut txns = TxnTracker::default();
+        let c = cx(&map, &none, 1_000);
+        assert_eq!(clean_tracked(&data, &dh, &c, &mut txns).unwrap(), None);
+        let stamped = clean_tracked(&marker, &mh, &c, &mut txns).unwrap().unwrap();
+        let sh = BatchHeader::parse(&stamped).unwrap();
+        assert!(sh.is_control() && sh.is_transactional());
+        assert_eq!(
+            (sh.base_timestamp, sh.max_timestamp),
+            (2_000, mh.max_timestamp)
+        );
+        assert_eq!(
+            crate::log::batch::parse_control_record(&stamped[HEADER_LEN..]).map(|m| m.commit),
+            Some(true)
+        );
+        // Before the horizon it stays, after it goes.
+        let mut t = TxnTracker::default();
+        assert!(
+            clean_tracked(&stamped, &sh, &cx(&map, &none, 1_999), &mut t)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            clean_tracked(&stamped, &sh, &cx(&map, &none, 2_000), &mut t).unwrap(),
+            None
+        );
+        // While the transaction's data is kept, so is its marker, untouched.
+        let fresh = OffsetMap::new(1 << 20);
+        let mut t = TxnTracker::default();
+        let c = cx(&fresh, &none, 1_000);
+        assert!(clean_tracked(&data, &dh, &c, &mut t).unwrap().is_some());
+        assert_eq!(
+            clean_tracked(&marker, &mh, &c, &mut t).unwrap(),
+            Some(marker.clone())
+        );
+        // The producer's last entry stays too.
+        let last: HashMap<i64, i64> = [(9, 0)].into();
+        let mut t = TxnTracker::default();
+        let c = cx(&map, &last, 1_000);
+        clean_tracked(&data, &dh, &c, &mut t).unwrap();
+        assert_eq!(
+            clean_tracked(&marker, &mh, &c, &mut t).unwrap(),
+            Some(marker.clone())
+        );
     }
 
     fn seg(base: i64, next: i64, size: u64, ts: i64) -> SegmentInfo {
