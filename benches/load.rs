@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path benches/Cargo.toml --bin load -- \
-//!     [--quick] [--weir PATH] [--only footprint|produce|consume|latency] [--compare OLD_WEIR]
+//!     [--quick] [--weir PATH] [--only footprint|produce|recompress|consume|latency]
+//!     [--compare OLD_WEIR]
 //! ```
 //!
 //! `--compare OLD_WEIR` is the A/B mode: the same produce and consume runs
@@ -427,6 +428,8 @@ fn main() {
     let mock = MockCluster::new(1).expect("mock cluster");
     if o.section("produce") {
         produce_table(&o, &mock, scale, rounds, disk);
+    }
+    if o.section("recompress") {
         recompression_table(&o, scale, rounds);
     }
     if o.section("consume") {
