@@ -738,10 +738,14 @@ fn recompression_table(o: &Opts, scale: usize, rounds: usize) {
     println!();
 }
 
-fn set_topic_config(bootstrap: &str, topic: &str, key: &str, value: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+/// An admin client and a runtime to drive its futures.
+fn admin(
+    bootstrap: &str,
+) -> (
+    rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+    tokio::runtime::Runtime,
+) {
+    let admin = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
@@ -749,6 +753,12 @@ fn set_topic_config(bootstrap: &str, topic: &str, key: &str, value: &str) {
         .enable_all()
         .build()
         .unwrap();
+    (admin, rt)
+}
+
+fn set_topic_config(bootstrap: &str, topic: &str, key: &str, value: &str) {
+    use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
+    let (admin, rt) = admin(bootstrap);
     let results = rt
         .block_on(admin.alter_configs(
             &[AlterConfig::new(ResourceSpecifier::Topic(topic)).set(key, value)],
@@ -764,16 +774,8 @@ fn set_partitions(bootstrap: &str, topic: &str, parts: i32) {
     if parts <= 1 {
         return;
     }
-    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    use rdkafka::admin::{AdminOptions, NewPartitions};
+    let (admin, rt) = admin(bootstrap);
     rt.block_on(admin.create_partitions(
         &[NewPartitions::new(topic, parts as usize)],
         &AdminOptions::new(),

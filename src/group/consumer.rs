@@ -78,6 +78,38 @@ pub struct ConsumerMember {
     pub rebalance_deadline_ms: Option<i64>,
 }
 
+impl ConsumerMember {
+    /// A member that has just joined: no subscription, nothing assigned,
+    /// epoch 0, its session running from `now`.
+    pub fn new(
+        id: String,
+        instance_id: Option<String>,
+        rebalance_timeout_ms: i32,
+        session_timeout_ms: i64,
+        now: i64,
+    ) -> ConsumerMember {
+        ConsumerMember {
+            id,
+            instance_id,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            rebalance_timeout_ms,
+            topic_names: BTreeSet::new(),
+            regex: None,
+            server_assignor: None,
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            assigned: Assignment::new(),
+            pending_revocation: Assignment::new(),
+            session_timeout_ms,
+            session_deadline_ms: now + session_timeout_ms,
+            rebalance_deadline_ms: None,
+        }
+    }
+}
+
 /// The rebalance timeout of a member that joined without one (librdkafka's
 /// and the Java client's `max.poll.interval.ms` default).
 const DEFAULT_REBALANCE_TIMEOUT_MS: i32 = 300_000;
@@ -649,29 +681,17 @@ impl ConsumerGroup {
             None => {
                 self.members.insert(
                     hb.member_id.clone(),
-                    ConsumerMember {
-                        id: hb.member_id.clone(),
-                        instance_id: hb.instance_id.clone(),
-                        rack_id: None,
-                        client_id: String::new(),
-                        client_host: String::new(),
-                        rebalance_timeout_ms: if hb.rebalance_timeout_ms < 0 {
+                    ConsumerMember::new(
+                        hb.member_id.clone(),
+                        hb.instance_id.clone(),
+                        if hb.rebalance_timeout_ms < 0 {
                             DEFAULT_REBALANCE_TIMEOUT_MS
                         } else {
                             hb.rebalance_timeout_ms
                         },
-                        topic_names: BTreeSet::new(),
-                        regex: None,
-                        server_assignor: None,
-                        epoch: 0,
-                        previous_epoch: 0,
-                        state: MemberState::Stable,
-                        assigned: Assignment::new(),
-                        pending_revocation: Assignment::new(),
-                        session_timeout_ms: settings.session_timeout_ms,
-                        session_deadline_ms: now + settings.session_timeout_ms,
-                        rebalance_deadline_ms: None,
-                    },
+                        settings.session_timeout_ms,
+                        now,
+                    ),
                 );
                 self.bump();
                 hb.member_id.clone()

@@ -423,25 +423,16 @@ fn decode_consumer(id: &str, mut v: Bytes) -> Option<ConsumerGroup> {
         g.resolved.insert(re, topics);
     }
     for _ in 0..get_count(v, 40)? {
-        let mut m = ConsumerMember {
-            id: get_str(v)??,
-            instance_id: get_str(v)?,
-            rack_id: get_str(v)?,
-            client_id: get_str(v)?.unwrap_or_default(),
-            client_host: get_str(v)?.unwrap_or_default(),
-            rebalance_timeout_ms: get_i32(v)?,
-            session_timeout_ms: get_i64(v)?,
-            topic_names: Default::default(),
-            regex: None,
-            server_assignor: None,
-            epoch: 0,
-            previous_epoch: 0,
-            state: MemberState::Stable,
-            assigned: Assignment::new(),
-            pending_revocation: Assignment::new(),
-            session_deadline_ms: 0,
-            rebalance_deadline_ms: None,
-        };
+        let (id, instance_id, rack_id) = (get_str(v)??, get_str(v)?, get_str(v)?);
+        let (client_id, client_host) = (get_str(v)?, get_str(v)?);
+        let (rebalance_timeout_ms, session_timeout_ms) = (get_i32(v)?, get_i64(v)?);
+        // Sessions restart after the replay (`restart_sessions`).
+        let mut m =
+            ConsumerMember::new(id, instance_id, rebalance_timeout_ms, session_timeout_ms, 0);
+        m.session_deadline_ms = 0;
+        m.rack_id = rack_id;
+        m.client_id = client_id.unwrap_or_default();
+        m.client_host = client_host.unwrap_or_default();
         for _ in 0..get_count(v, 4)? {
             m.topic_names.insert(get_str(v)??);
         }
