@@ -319,10 +319,12 @@ def main():
                            "librdkafka-consumer-protocol.md" if args.consumer_protocol
                            else "librdkafka.md")
         os.makedirs(os.path.dirname(doc), exist_ok=True)
+        target, flags = (("compat-librdkafka-consumer", "--consumer-protocol --publish")
+                         if args.consumer_protocol else ("compat-librdkafka", "--publish"))
         with open(doc, "w") as f:
             f.write(summary.replace(
-                "\n\n", "\n\nReproduce with `make compat-librdkafka` (this file: "
-                "`python3 compat/librdkafka/run.py --publish`). The list and the reason for "
+                "\n\n", f"\n\nReproduce with `make {target}` (this file: "
+                f"`python3 compat/librdkafka/run.py {flags}`). The list and the reason for "
                 "every test not run are in `compat/librdkafka/tests.txt`; known failures "
                 "are owned by the open issues named there and in `compat/FINDINGS.md`. "
                 f"Sources: the rdkafka-sys crate {CRATE.split('-', 2)[2]}.\n\n", 1))
