@@ -67,6 +67,21 @@ def latest(records):
     return out
 
 
+def roll_and_wait(broker, topic, tag, keyed):
+    """Filler records with fresh keys roll the segments holding the history
+    (and are new dirty data); waits until the non-filler records number
+    `keyed`, and returns them."""
+    produce(broker, topic, [(b"filler-%s%d" % (tag, i), b"x" * 200) for i in range(60)])
+    time.sleep(0.3)
+    produce(broker, topic, [(b"filler-%s-last" % tag, b"y")])
+
+    def settled():
+        got = [r for r in read_all(broker, topic) if not r[1].startswith(b"filler")]
+        return got if len(got) == keyed else None
+
+    return wait_for(settled, timeout=20, interval=0.5)
+
+
 @pytest.mark.parametrize("codec", ["none", "zstd"])
 def test_keyed_topic_compacts_to_latest_values_at_original_offsets(cbroker, topic_name, codec):
     create(cbroker, topic_name, FAST)
@@ -80,17 +95,7 @@ def test_keyed_topic_compacts_to_latest_values_at_original_offsets(cbroker, topi
     # One producer, one partition: record i got offset i. The cleaner may
     # already have run while they were written (segments roll at 4 KiB).
     want = latest([(i, k, v) for i, (k, v) in enumerate(written)])
-    # Filler with fresh keys rolls the segments that hold the history.
-    produce(cbroker, topic_name, [(b"filler%d" % i, b"x" * 200) for i in range(60)])
-    time.sleep(0.3)
-    produce(cbroker, topic_name, [(b"filler-last", b"y")])
-
-    def compacted():
-        got = read_all(cbroker, topic_name)
-        keyed = [r for r in got if not r[1].startswith(b"filler")]
-        return keyed if len(keyed) == 50 else None
-
-    got = wait_for(compacted, timeout=20, interval=0.5)
+    got = roll_and_wait(cbroker, topic_name, b"a", keyed=50)
     # Exactly the latest record of every key, at its original offset;
     # tombstones are still there within delete.retention.ms.
     assert {k: (o, v) for o, k, v in got} == want
@@ -99,16 +104,7 @@ def test_keyed_topic_compacts_to_latest_values_at_original_offsets(cbroker, topi
 
     # After delete.retention.ms, a later pass (new dirty data) drops them.
     time.sleep(2.2)
-    produce(cbroker, topic_name, [(b"filler-more%d" % i, b"z" * 200) for i in range(60)])
-    time.sleep(0.3)
-    produce(cbroker, topic_name, [(b"filler-end", b"y")])
-
-    def tombstones_gone():
-        got = read_all(cbroker, topic_name)
-        keyed = [r for r in got if not r[1].startswith(b"filler")]
-        return keyed if len(keyed) == 40 else None
-
-    got = wait_for(tombstones_gone, timeout=20, interval=0.5)
+    got = roll_and_wait(cbroker, topic_name, b"b", keyed=40)
     assert all(v is not None for _, _, v in got)
     assert {k: (o, v) for o, k, v in got} == {k: ov for k, ov in want.items() if ov[1] is not None}
 

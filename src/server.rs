@@ -397,7 +397,7 @@ async fn maintenance_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) 
         broker.groups.tick().await;
         broker
             .groups
-            .resolve_regexes(&crate::handlers::consumer::topic_image(&broker))
+            .resolve_regexes(|| crate::handlers::consumer::topic_image(&broker))
             .await;
         broker
             .share

@@ -125,52 +125,42 @@ impl Inner {
             })
     }
 
-    /// Persists the group's metadata (membership, generation, assignment)
-    /// if it changed. Best effort, unlike offsets: the change is already
-    /// applied and other members may be waiting on it, and losing it in a
-    /// crash only costs a rebalance. On failure (a full disk) the group
-    /// stays dirty and the next change writes it again; consumers keep
-    /// joining and reading while the disk is full.
+    /// Persists the group's membership (classic: members, generation,
+    /// assignment; consumer protocol: epochs and assignments) if it
+    /// changed. Best effort, unlike offsets: the change is already applied
+    /// and other members may be waiting on it, and losing it in a crash
+    /// only costs a rebalance. On failure (a full disk) the group stays
+    /// dirty and the next change writes it again; consumers keep joining
+    /// and reading while the disk is full.
     async fn persist_group(&mut self, group_id: &str) {
-        let record = match self.groups.get_mut(group_id) {
-            Some(g) if g.dirty => {
-                g.dirty = false;
-                StoreRecord::Group {
-                    group: group_id.into(),
-                    value: Some(GroupSnapshot::of(g)),
-                }
-            }
-            _ => return,
-        };
-        if self.persist(vec![record]).await.is_err() {
-            if let Some(g) = self.groups.get_mut(group_id) {
-                g.dirty = true;
-            }
+        let mut records = Vec::new();
+        if let Some(g) = self.groups.get_mut(group_id).filter(|g| g.dirty) {
+            g.dirty = false;
+            records.push(StoreRecord::Group {
+                group: group_id.into(),
+                value: Some(GroupSnapshot::of(g)),
+            });
+        }
+        if let Some(g) = self.consumer.get_mut(group_id).filter(|g| g.dirty) {
+            g.dirty = false;
+            records.push(StoreRecord::Consumer {
+                group: group_id.into(),
+                value: Some(Box::new(g.clone())),
+            });
+        }
+        if records.is_empty() || self.persist(records).await.is_ok() {
+            return;
+        }
+        if let Some(g) = self.groups.get_mut(group_id) {
+            g.dirty = true;
+        }
+        if let Some(g) = self.consumer.get_mut(group_id) {
+            g.dirty = true;
         }
     }
 }
 
 impl Inner {
-    /// Persists a consumer group's membership and assignments if they
-    /// changed; best effort, like [`Inner::persist_group`].
-    async fn persist_consumer(&mut self, group_id: &str) {
-        let record = match self.consumer.get_mut(group_id) {
-            Some(g) if g.dirty => {
-                g.dirty = false;
-                StoreRecord::Consumer {
-                    group: group_id.into(),
-                    value: Some(Box::new(g.clone())),
-                }
-            }
-            _ => return,
-        };
-        if self.persist(vec![record]).await.is_err() {
-            if let Some(g) = self.consumer.get_mut(group_id) {
-                g.dirty = true;
-            }
-        }
-    }
-
     /// Drops an empty consumer group so the id can become a classic group
     /// again (its offsets stay).
     async fn convert_to_classic(&mut self, group_id: &str) -> Result<(), i16> {
@@ -784,7 +774,7 @@ impl GroupCoordinator {
         if empty {
             holder.empty_since_ms = now;
         }
-        inner.persist_consumer(group_id).await;
+        inner.persist_group(group_id).await;
         result
     }
 
@@ -826,7 +816,9 @@ impl GroupCoordinator {
     /// Resolves consumer groups' new subscription regexes soon after the
     /// heartbeat that brought them, so the next heartbeat carries the
     /// matched partitions.
-    pub async fn resolve_regexes(&self, image: &TopicImage) {
+    /// `image` is only built when some group waits for a resolution (this
+    /// runs on every maintenance tick).
+    pub async fn resolve_regexes(&self, image: impl FnOnce() -> TopicImage) {
         let mut inner = self.inner.lock().await;
         let ids: Vec<String> = inner
             .consumer
@@ -834,11 +826,15 @@ impl GroupCoordinator {
             .filter(|(_, g)| g.has_unresolved())
             .map(|(id, _)| id.clone())
             .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let image = image();
         for id in ids {
             if let Some(g) = inner.consumer.get_mut(&id) {
-                g.resolve_regexes(image, now_ms());
+                g.resolve_regexes(&image, now_ms());
             }
-            inner.persist_consumer(&id).await;
+            inner.persist_group(&id).await;
         }
     }
 
@@ -996,7 +992,7 @@ impl GroupCoordinator {
                     holder.empty_since_ms = now;
                 }
             }
-            inner.persist_consumer(&id).await;
+            inner.persist_group(&id).await;
         }
         inner.lookups.retain(|_, times| {
             times

@@ -31,11 +31,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::log::batch::{BatchHeader, HEADER_LEN};
+use crate::log::batch::BatchHeader;
 use crate::log::compression::Codec;
 use crate::log::disk::LogFile;
 use crate::log::partition::{AbortedTxn, Partition};
 use crate::log::records::{self, BatchSpec};
+use crate::log::segment::SegmentSlice;
 use crate::log::topic_config::TopicConfig;
 
 /// v2 attribute bit: `baseTimestamp` holds the batch's delete horizon
@@ -75,7 +76,8 @@ pub struct SegmentInfo {
     pub next_offset: i64,
     pub size: u64,
     pub max_timestamp: i64,
-    pub file: Arc<LogFile>,
+    /// Its batches, readable without the partition lock.
+    pub slice: SegmentSlice,
 }
 
 /// A partition's state as one pass needs it (taken under the lock).
@@ -295,7 +297,7 @@ pub fn clean_batch(
         if !keep_header {
             return Ok(None);
         }
-        return Ok(Some(empty_header(h)));
+        return empty_header(h).map(Some);
     }
     let codec = Codec::from_attributes(h.attributes).map_err(io::Error::other)?;
     let mut spec = BatchSpec::of(h, codec);
@@ -361,55 +363,12 @@ pub fn clean_tracked(
 /// A batch emptied by cleaning: its 61-byte header with no records, the
 /// original base offset, last offset delta, producer fields and
 /// timestamps, and a recomputed CRC.
-fn empty_header(h: &BatchHeader) -> Vec<u8> {
-    let mut out = vec![0u8; HEADER_LEN];
-    out[0..8].copy_from_slice(&h.base_offset.to_be_bytes());
-    let batch_length = (HEADER_LEN - crate::log::batch::LOG_OVERHEAD) as i32;
-    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    out[12..16].copy_from_slice(&h.partition_leader_epoch.to_be_bytes());
-    out[16] = 2;
+fn empty_header(h: &BatchHeader) -> io::Result<Vec<u8>> {
     // No records: no compression either.
-    let attributes = h.attributes & !0x07;
-    out[21..23].copy_from_slice(&attributes.to_be_bytes());
-    out[23..27].copy_from_slice(&h.last_offset_delta.to_be_bytes());
-    out[27..35].copy_from_slice(&h.base_timestamp.to_be_bytes());
-    out[35..43].copy_from_slice(&h.max_timestamp.to_be_bytes());
-    out[43..51].copy_from_slice(&h.producer_id.to_be_bytes());
-    out[51..53].copy_from_slice(&h.producer_epoch.to_be_bytes());
-    out[53..57].copy_from_slice(&h.base_sequence.to_be_bytes());
-    out[57..61].copy_from_slice(&0i32.to_be_bytes());
-    let crc = crate::log::batch::compute_crc(&out);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
-}
-
-/// Calls `f` with every whole batch of a segment file.
-fn for_each_batch_in(
-    file: &LogFile,
-    size: u64,
-    mut f: impl FnMut(&[u8], &BatchHeader) -> io::Result<()>,
-) -> io::Result<()> {
-    let mut pos = 0u64;
-    let mut buf = Vec::new();
-    while pos + HEADER_LEN as u64 <= size {
-        buf.resize(HEADER_LEN, 0);
-        file.read_exact_at(&mut buf, pos)?;
-        let h = BatchHeader::parse(&buf).expect("full header");
-        let total = h.total_len() as u64;
-        if h.batch_length < (HEADER_LEN - crate::log::batch::LOG_OVERHEAD) as i32
-            || pos + total > size
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "malformed batch in a sealed segment",
-            ));
-        }
-        buf.resize(total as usize, 0);
-        file.read_exact_at(&mut buf, pos)?;
-        f(&buf, &h)?;
-        pos += total;
-    }
-    Ok(())
+    let mut spec = BatchSpec::of(h, Codec::None);
+    spec.base_timestamp = Some(h.base_timestamp);
+    spec.max_timestamp = Some(h.max_timestamp);
+    records::encode(&spec, &[])
 }
 
 /// What one pass did.
@@ -472,7 +431,7 @@ pub fn clean_partition(
             break;
         }
         let s = &view.segments[i];
-        for_each_batch_in(&s.file, s.size, |b, h| {
+        s.slice.for_each_batch_bytes(|b, h| {
             if h.last_offset() >= plan.first_dirty {
                 index_batch(b, h, &view.aborted, &mut map)?;
             }
@@ -503,7 +462,7 @@ pub fn clean_partition(
         let out = LogFile::new(out, cleaned.clone());
         let mut pos = 0u64;
         let written = group.iter().try_for_each(|s| {
-            for_each_batch_in(&s.file, s.size, |b, h| {
+            s.slice.for_each_batch_bytes(|b, h| {
                 if let Some(bytes) = clean_tracked(b, h, &cx, &mut txns)? {
                     out.write_all_at(&bytes, pos)?;
                     pos += bytes.len() as u64;
@@ -616,6 +575,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::batch::HEADER_LEN;
     use crate::log::records::Record;
 
     fn rec(offset: i64, key: Option<&str>, value: Option<&str>) -> Record {
@@ -843,7 +803,7 @@ mod tests {
             next_offset: next,
             size,
             max_timestamp: ts,
-            file: Arc::new(LogFile::new(f, PathBuf::from("x"))),
+            slice: SegmentSlice::whole(Arc::new(LogFile::new(f, PathBuf::from("x"))), size),
         }
     }
 

@@ -765,7 +765,7 @@ impl Partition {
                     next_offset: s.next_offset(),
                     size: s.size(),
                     max_timestamp: s.max_timestamp(),
-                    file: s.log_file(),
+                    slice: s.slice_from(s.base_offset),
                 })
                 .collect(),
             active_base,

@@ -197,8 +197,9 @@ impl BatchSpec {
     }
 }
 
-/// Encodes `records` (absolute offsets and timestamps, at least one) as one
-/// v2 batch with a valid CRC.
+/// Encodes `records` (absolute offsets and timestamps) as one v2 batch
+/// with a valid CRC. Without records (a batch the cleaner emptied) it is
+/// the bare header, timestamps and last offset delta from `spec`.
 pub fn encode(spec: &BatchSpec, records: &[Record]) -> std::io::Result<Vec<u8>> {
     let base_ts = spec
         .base_timestamp

@@ -423,6 +423,7 @@ impl Segment {
 
 /// A byte range of a segment's `.log` holding whole batches, readable
 /// without the partition lock.
+#[derive(Debug, Clone)]
 pub struct SegmentSlice {
     file: Arc<LogFile>,
     start: u64,
@@ -430,6 +431,40 @@ pub struct SegmentSlice {
 }
 
 impl SegmentSlice {
+    /// All of a `.log` file's first `size` bytes.
+    pub fn whole(file: Arc<LogFile>, size: u64) -> SegmentSlice {
+        SegmentSlice {
+            file,
+            start: 0,
+            end: size,
+        }
+    }
+
+    /// Calls `f` with every whole batch (bytes and header), in order; a
+    /// batch whose length runs past the slice is an error (the cleaner
+    /// reads sealed segments, which recovery left whole).
+    pub fn for_each_batch_bytes(
+        &self,
+        mut f: impl FnMut(&[u8], &BatchHeader) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut pos = self.start;
+        let mut buf = Vec::new();
+        while let Some(h) = self.header_at(pos)? {
+            let total = h.total_len() as u64;
+            if h.batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 || pos + total > self.end {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed batch in a sealed segment",
+                ));
+            }
+            buf.resize(total as usize, 0);
+            self.file.read_exact_at(&mut buf, pos)?;
+            f(&buf, &h)?;
+            pos += total;
+        }
+        Ok(())
+    }
+
     fn header_at(&self, pos: u64) -> io::Result<Option<BatchHeader>> {
         if pos + HEADER_LEN as u64 > self.end {
             return Ok(None);
