@@ -869,6 +869,30 @@ mod tests {
         assert_eq!(plan(&view(segs(), 300, 300, plain), None, 1_000), None);
     }
 
+    /// `log-cleaner-io-max-bytes-per-second`: a pass's bytes are spread
+    /// over at least bytes / rate seconds.
+    #[test]
+    fn throttle_paces_to_the_configured_rate() {
+        let start = std::time::Instant::now();
+        let mut t = Throttle {
+            rate: 1_000_000.0,
+            start,
+            bytes: 0,
+        };
+        for _ in 0..4 {
+            t.account(50_000);
+        }
+        assert!(start.elapsed() >= std::time::Duration::from_millis(200));
+        let start = std::time::Instant::now();
+        let mut unlimited = Throttle {
+            rate: f64::INFINITY,
+            start,
+            bytes: 0,
+        };
+        unlimited.account(1 << 30);
+        assert!(start.elapsed() < std::time::Duration::from_millis(100));
+    }
+
     #[test]
     fn checkpoint_round_trips_in_kafkas_format() {
         let dir = tempfile::tempdir().unwrap();
