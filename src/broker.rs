@@ -10,6 +10,9 @@ use crate::group::configs::GroupConfigStore;
 use crate::group::GroupCoordinator;
 use crate::log::manager::{INTERNAL_OFFSETS_LOG, INTERNAL_SHARE_LOG, INTERNAL_TXN_LOG};
 use crate::log::LogManager;
+use crate::security::acl::{Authorizer, Caller, Operation, ResourceType};
+use crate::security::scram::ScramStore;
+use crate::security::{Listener, Principal};
 use crate::share::{ShareConfig, ShareCoordinator};
 use crate::txn::{Participants, ProducerIdAllocator, TxnCoordinator};
 
@@ -32,6 +35,12 @@ pub struct Broker {
     /// local address instead.
     pub wildcard: bool,
     pub listen_host: String,
+    /// SCRAM credentials (Describe/AlterUserScramCredentials).
+    pub scram: ScramStore,
+    /// The ACL authorizer when `authorizer = "acl"`; `None` allows all.
+    pub authorizer: Option<Authorizer>,
+    /// Nonces of SCRAM exchanges.
+    pub rng: ring::rand::SystemRandom,
 }
 
 impl Broker {
@@ -73,6 +82,12 @@ impl Broker {
         let meta = std::path::Path::new(&config.data_dir).join("meta");
         let producer_ids = ProducerIdAllocator::open(&meta)?;
         let group_configs = GroupConfigStore::open(&meta, config.clone())?;
+        let scram = ScramStore::open(&meta)?;
+        let authorizer = if config.authorizer == "acl" {
+            Some(Authorizer::open(&meta, &config)?)
+        } else {
+            None
+        };
         let listen_host = config
             .listen
             .rsplit_once(':')
@@ -90,6 +105,9 @@ impl Broker {
             wildcard: bound.ip().is_unspecified(),
             port: bound.port(),
             listen_host,
+            scram,
+            authorizer,
+            rng: ring::rand::SystemRandom::new(),
             logs,
             config,
         })
@@ -128,10 +146,65 @@ pub struct RequestContext {
     pub connection_id: u64,
     pub api_version: i16,
     pub client_id: Option<String>,
+    /// Who sent the request (TLS subject or SASL user, else ANONYMOUS).
+    pub principal: Principal,
+    /// The listener the connection arrived on.
+    pub listener: Arc<Listener>,
 }
 
 impl RequestContext {
     pub fn advertised_host(&self) -> String {
         self.broker.advertised_host(self.local_addr)
+    }
+
+    /// The port advertised to this client: its own listener's.
+    pub fn advertised_port(&self) -> i32 {
+        self.listener.port as i32
+    }
+
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            principal: &self.principal,
+            host: self.peer_addr.ip(),
+        }
+    }
+
+    /// Whether the caller may perform `op` on a resource (always, without
+    /// an authorizer).
+    pub fn authorize(&self, op: Operation, kind: ResourceType, name: &str) -> bool {
+        match &self.broker.authorizer {
+            None => true,
+            Some(a) => a.authorize(&self.caller(), op, kind, name),
+        }
+    }
+
+    /// `op` on the cluster resource.
+    pub fn authorize_cluster(&self, op: Operation) -> bool {
+        self.authorize(
+            op,
+            ResourceType::Cluster,
+            crate::security::acl::CLUSTER_NAME,
+        )
+    }
+
+    /// Whether `op` is allowed on some resource of `kind` (KIP-679).
+    pub fn authorize_any(&self, op: Operation, kind: ResourceType) -> bool {
+        match &self.broker.authorizer {
+            None => true,
+            Some(a) => a.authorize_any(&self.caller(), op, kind),
+        }
+    }
+
+    /// The `*_authorized_operations` bit field for a resource. Without an
+    /// authorizer: every operation Kafka supports on the type, as Kafka
+    /// answers.
+    pub fn authorized_operations(&self, kind: ResourceType, name: &str) -> i32 {
+        match &self.broker.authorizer {
+            None => kind
+                .operations()
+                .iter()
+                .fold(0, |bits, op| bits | 1 << op.code()),
+            Some(a) => a.authorized_operations(&self.caller(), kind, name),
+        }
     }
 }

@@ -166,6 +166,54 @@ pub struct Config {
     /// Memory for one pass's key -> offset map; a pass that fills it stops
     /// at a segment boundary and the next continues. Default `134217728`.
     pub log_cleaner_dedupe_buffer_size: u64,
+    /// PEM certificate chain (the broker's certificate first) of the SSL and
+    /// SASL_SSL listeners. Default `""`.
+    pub ssl_certificate_location: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate. Default `""`.
+    pub ssl_key_location: String,
+    /// Client certificates on TLS listeners: `none`, `requested` (checked
+    /// when sent) or `required` (mutual TLS; the principal is the
+    /// certificate's subject). Default `none` (Kafka's).
+    pub ssl_client_auth: String,
+    /// PEM CA certificates client certificates must chain to. Default `""`.
+    pub ssl_truststore_location: String,
+    /// Users of SASL/PLAIN, user = password. Default: none.
+    pub sasl_plain_users: std::collections::BTreeMap<String, String>,
+    /// A SASL session lasts this long; clients re-authenticate on the same
+    /// connection before it ends (KIP-368), and a connection whose session
+    /// ended is closed at its next request. `0` = forever. Default `0` (Kafka's).
+    pub connections_max_reauth_ms: i64,
+    /// `acl` turns on Kafka's ACL authorizer; `""` authorizes everything.
+    /// Default `""`.
+    pub authorizer: String,
+    /// Principals allowed everything when the authorizer is on (`User:admin`).
+    /// Default: none.
+    pub super_users: Vec<String>,
+    /// With the authorizer on, allow an operation on a resource no ACL
+    /// names at all. Default `false` (Kafka's).
+    pub allow_everyone_if_no_acl_found: bool,
+    /// Listeners besides `listen` (which is PLAINTEXT). Default: none.
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// One `[[listeners]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// HOST:PORT to bind.
+    pub address: String,
+    /// `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub security_protocol: String,
+    /// Mechanisms of a SASL listener. Default `["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]`.
+    #[serde(default = "default_mechanisms")]
+    pub sasl_enabled_mechanisms: Vec<String>,
+}
+
+fn default_mechanisms() -> Vec<String> {
+    crate::security::MECHANISMS
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
 }
 
 impl Default for Config {
@@ -228,6 +276,16 @@ impl Default for Config {
             log_cleaner_threads: 1,
             log_cleaner_io_max_bytes_per_second: f64::MAX,
             log_cleaner_dedupe_buffer_size: 128 << 20,
+            ssl_certificate_location: String::new(),
+            ssl_key_location: String::new(),
+            ssl_client_auth: "none".into(),
+            ssl_truststore_location: String::new(),
+            sasl_plain_users: Default::default(),
+            connections_max_reauth_ms: 0,
+            authorizer: String::new(),
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
+            listeners: Vec::new(),
         }
     }
 }
@@ -523,6 +581,88 @@ impl Config {
         if self.group_share_max_size < 1 {
             return Err(invalid("group-share-max-size", "must be >= 1"));
         }
+        self.validate_security()
+    }
+
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        use crate::security::SecurityProtocol;
+        if !matches!(
+            self.ssl_client_auth.as_str(),
+            "none" | "requested" | "required"
+        ) {
+            return Err(invalid(
+                "ssl-client-auth",
+                "must be none, requested or required",
+            ));
+        }
+        if self.ssl_client_auth != "none" && self.ssl_truststore_location.is_empty() {
+            return Err(invalid(
+                "ssl-truststore-location",
+                "must be set when ssl-client-auth is requested or required",
+            ));
+        }
+        if !matches!(self.authorizer.as_str(), "" | "acl") {
+            return Err(invalid("authorizer", "must be \"acl\" or \"\""));
+        }
+        for p in &self.super_users {
+            if crate::security::Principal::parse(p).is_none() {
+                return Err(invalid(
+                    "super-users",
+                    format!("`{p}` is not TYPE:NAME (User:admin)"),
+                ));
+            }
+        }
+        if self.connections_max_reauth_ms < 0 {
+            return Err(invalid("connections-max-reauth-ms", "must be >= 0"));
+        }
+        for l in &self.listeners {
+            if l.address
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(invalid(
+                    "listeners.address",
+                    format!("`{}` is not HOST:PORT", l.address),
+                ));
+            }
+            let Some(protocol) = SecurityProtocol::parse(&l.security_protocol) else {
+                return Err(invalid(
+                    "listeners.security-protocol",
+                    format!(
+                        "`{}` is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+                        l.security_protocol
+                    ),
+                ));
+            };
+            if protocol.tls()
+                && (self.ssl_certificate_location.is_empty() || self.ssl_key_location.is_empty())
+            {
+                return Err(invalid(
+                    "ssl-certificate-location",
+                    format!(
+                        "a {} listener needs ssl-certificate-location and ssl-key-location",
+                        l.security_protocol
+                    ),
+                ));
+            }
+            if protocol.sasl() {
+                if l.sasl_enabled_mechanisms.is_empty() {
+                    return Err(invalid(
+                        "listeners.sasl-enabled-mechanisms",
+                        "a SASL listener needs at least one mechanism",
+                    ));
+                }
+                for m in &l.sasl_enabled_mechanisms {
+                    if !crate::security::MECHANISMS.contains(&m.as_str()) {
+                        return Err(invalid(
+                            "listeners.sasl-enabled-mechanisms",
+                            format!("`{m}` is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                        ));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -532,6 +672,9 @@ impl Config {
         let table = toml::Table::try_from(self).expect("Config serializes to a table");
         table
             .into_iter()
+            // Passwords are never shown (Kafka reports its JAAS configs as
+            // sensitive); listeners are not one value.
+            .filter(|(k, _)| k != "sasl-plain-users" && k != "listeners")
             .map(|(k, v)| {
                 let value = match v {
                     toml::Value::String(s) => s,

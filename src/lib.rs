@@ -20,6 +20,8 @@
 //! - [`share`]: share groups (KIP-932 queues): membership, share sessions,
 //!   share-partition windows next to the logs they read, durable state,
 //!   dead-letter topics.
+//! - [`security`]: TLS listeners, SASL (PLAIN, SCRAM) and the ACL
+//!   authorizer with their durable stores.
 //! - [`txn`]: exactly-once: producer ids, per-partition producer state
 //!   (sequences, open transactions, LSO) and the transaction coordinator.
 //! - [`broker`]: the shared state handlers see (config, logs, identity).
@@ -37,6 +39,7 @@ pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod share;
 pub mod txn;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
+use weir::server::BoundListener;
 use weir::{cli, Broker, Config};
 
 #[derive(Parser)]
@@ -115,18 +115,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        let addr = listener.local_addr()?;
+        let listeners = BoundListener::bind_all(&config).await?;
+        let addr = listeners[0].local_addr()?;
         let broker = Arc::new(Broker::open(config.clone(), addr)?);
         let shutdown = shutdown_signal()?;
+        let mut extra = String::new();
+        for l in &listeners[1..] {
+            extra.push_str(&format!("; {} on {}", l.protocol().name(), l.local_addr()?));
+        }
         // The one stable readiness line scripts wait for.
         println!(
-            "weir ready: listening on {addr} (data dir {})",
+            "weir ready: listening on {addr} (data dir {}){extra}",
             config.data_dir
         );
-        weir::run(listener, broker, shutdown).await?;
+        weir::server::run_listeners(listeners, broker, shutdown).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     drop(ephemeral);

@@ -1,6 +1,7 @@
-//! The accept loop: connection limits (total and per IP), one task per
-//! connection with an idle timeout, graceful shutdown and background log
-//! maintenance.
+//! The accept loops (one per listener: PLAINTEXT, SSL, SASL_PLAINTEXT,
+//! SASL_SSL), connection limits (total and per IP), TLS handshakes, one
+//! task per connection with an idle timeout, graceful shutdown and
+//! background log maintenance.
 //!
 //! Shutdown: stop accepting; tell every connection to stop reading new
 //! requests (a request already being handled finishes and its response is
@@ -14,15 +15,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::broker::Broker;
+use crate::config::Config;
 use crate::connection::{FrameError, FrameReader};
 use crate::protocol;
+use crate::security::sasl::AuthState;
+use crate::security::{Listener, Principal, SecurityProtocol};
 
 /// How long shutdown waits for in-flight requests before closing anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,10 +35,122 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// checked this often; time-based flushes too (retention has its own interval).
 const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
 
-/// Serves Kafka clients on `listener` until `shutdown` completes, then shuts
-/// down gracefully. The binary and the integration tests both call this.
+/// A bound listener: its socket, what connections on it learn, and its
+/// TLS acceptor when it is SSL or SASL_SSL.
+pub struct BoundListener {
+    tcp: TcpListener,
+    info: Arc<Listener>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl BoundListener {
+    /// A PLAINTEXT listener on an already bound socket.
+    pub fn plaintext(tcp: TcpListener) -> std::io::Result<BoundListener> {
+        let port = tcp.local_addr()?.port();
+        Ok(BoundListener {
+            tcp,
+            info: Arc::new(Listener {
+                protocol: SecurityProtocol::Plaintext,
+                mechanisms: Vec::new(),
+                port,
+            }),
+            tls: None,
+        })
+    }
+
+    /// Binds `address` as a listener of `protocol`.
+    pub async fn bind(
+        address: &str,
+        protocol: SecurityProtocol,
+        mechanisms: Vec<String>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> anyhow::Result<BoundListener> {
+        let tcp = TcpListener::bind(address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+        let port = tcp.local_addr()?.port();
+        let tls = if protocol.tls() {
+            let config = tls.ok_or_else(|| anyhow::anyhow!("{address}: TLS is not configured"))?;
+            Some(TlsAcceptor::from(config))
+        } else {
+            None
+        };
+        let mechanisms = if protocol.sasl() {
+            mechanisms
+        } else {
+            Vec::new()
+        };
+        Ok(BoundListener {
+            tcp,
+            info: Arc::new(Listener {
+                protocol,
+                mechanisms,
+                port,
+            }),
+            tls,
+        })
+    }
+
+    /// Binds `listen` (PLAINTEXT) and every `[[listeners]]` entry, loading
+    /// the TLS certificate once if any listener needs it.
+    pub async fn bind_all(config: &Config) -> anyhow::Result<Vec<BoundListener>> {
+        let tls = if config.listeners.iter().any(|l| {
+            SecurityProtocol::parse(&l.security_protocol).is_some_and(SecurityProtocol::tls)
+        }) {
+            Some(crate::security::tls::server_config(config)?)
+        } else {
+            None
+        };
+        let mut bound = vec![
+            BoundListener::bind(&config.listen, SecurityProtocol::Plaintext, vec![], None).await?,
+        ];
+        for l in &config.listeners {
+            let protocol = SecurityProtocol::parse(&l.security_protocol)
+                .ok_or_else(|| anyhow::anyhow!("bad security-protocol {}", l.security_protocol))?;
+            bound.push(
+                BoundListener::bind(
+                    &l.address,
+                    protocol,
+                    l.sasl_enabled_mechanisms.clone(),
+                    tls.clone(),
+                )
+                .await?,
+            );
+        }
+        Ok(bound)
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    pub fn protocol(&self) -> SecurityProtocol {
+        self.info.protocol
+    }
+}
+
+/// Serves Kafka clients on one PLAINTEXT `listener` until `shutdown`
+/// completes (the integration tests' entry point); see [`run_listeners`].
 pub async fn run(
     listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    run_listeners(vec![BoundListener::plaintext(listener)?], broker, shutdown).await
+}
+
+/// An accepted socket and the listener it came through.
+struct Accepted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    info: Arc<Listener>,
+    tls: Option<TlsAcceptor>,
+}
+
+/// Serves Kafka clients on every listener until `shutdown` completes, then
+/// shuts down gracefully. The binary calls this.
+pub async fn run_listeners(
+    listeners: Vec<BoundListener>,
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -43,38 +160,40 @@ pub async fn run(
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(maintenance_loop(broker.clone(), stop_rx.clone()));
     let cleaner = tokio::spawn(cleaner_loop(broker.clone(), stop_rx.clone()));
+    // One accept task per listener, feeding this loop (which owns the
+    // connection set and the limits).
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel::<Accepted>(64);
+    let mut acceptors = JoinSet::new();
+    for l in listeners {
+        acceptors.spawn(accept_loop(l, accepted_tx.clone()));
+    }
+    drop(accepted_tx);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, max = broker.config.max_connections, "connection limit reached; closing new connection");
-                        continue;
-                    };
-                    let Some(slot) = per_ip.acquire(peer.ip()) else {
-                        tracing::warn!(%peer, max = broker.config.max_connections_per_ip, "per-IP connection limit reached; closing new connection");
-                        continue;
-                    };
-                    let broker = broker.clone();
-                    let stop = stop_rx.clone();
-                    connections.spawn(async move {
-                        serve_connection(stream, peer, broker, stop).await;
-                        drop((permit, slot));
-                    });
-                }
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+            accepted = accepted_rx.recv() => {
+                let Some(Accepted { stream, peer, info, tls }) = accepted else { break };
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, max = broker.config.max_connections, "connection limit reached; closing new connection");
+                    continue;
+                };
+                let Some(slot) = per_ip.acquire(peer.ip()) else {
+                    tracing::warn!(%peer, max = broker.config.max_connections_per_ip, "per-IP connection limit reached; closing new connection");
+                    continue;
+                };
+                let broker = broker.clone();
+                let stop = stop_rx.clone();
+                connections.spawn(async move {
+                    start_connection(stream, peer, info, tls, broker, stop).await;
+                    drop((permit, slot));
+                });
+            }
         }
     }
     tracing::info!("shutting down: no new connections; draining in-flight requests");
-    drop(listener);
+    acceptors.shutdown().await;
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while connections.join_next().await.is_some() {}
@@ -96,18 +215,91 @@ pub async fn run(
     Ok(())
 }
 
-async fn serve_connection(
+async fn accept_loop(l: BoundListener, out: tokio::sync::mpsc::Sender<Accepted>) {
+    loop {
+        match l.tcp.accept().await {
+            Ok((stream, peer)) => {
+                let accepted = Accepted {
+                    stream,
+                    peer,
+                    info: l.info.clone(),
+                    tls: l.tls.clone(),
+                };
+                if out.send(accepted).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// How long a client has for its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS (when the listener has it), the connection's principal, then the
+/// request loop.
+async fn start_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    info: Arc<Listener>,
+    tls: Option<TlsAcceptor>,
     broker: Arc<Broker>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     // Kafka clients pipeline small requests; Nagle would add 40 ms stalls.
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let (reader, mut writer) = stream.into_split();
+    let Some(acceptor) = tls else {
+        let auth = AuthState::new(&info, None);
+        let (reader, writer) = stream.into_split();
+        serve_connection(reader, writer, local, peer, info, auth, broker, stop).await;
+        return;
+    };
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed; closing");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out; closing");
+            return;
+        }
+    };
+    // mTLS: the verified certificate's subject is the principal.
+    let principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| crate::security::tls::subject_name(cert))
+        .map(|subject| Principal::user(&subject));
+    let auth = AuthState::new(&info, principal);
+    let (reader, writer) = tokio::io::split(stream);
+    serve_connection(reader, writer, local, peer, info, auth, broker, stop).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection<R, W>(
+    reader: R,
+    mut writer: W,
+    local: SocketAddr,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    auth: AuthState,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let max = broker.config.socket_request_max_bytes as usize;
     let budget = broker.request_budget.clone();
@@ -131,6 +323,8 @@ async fn serve_connection(
         local_addr: local,
         peer_addr: peer,
         id: NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        listener,
+        auth: Mutex::new(auth),
     };
     loop {
         // Back-pressure: bound the produces waiting on fsyncs.
@@ -149,7 +343,7 @@ async fn serve_connection(
             biased;
             _ = stop.wait_for(|s| *s) => None,
             ok = answer_head(&mut queue, &mut write_buf, peer), if !queue.is_empty() => Some(Err(ok)),
-            frame = frames.read_frame(&mut reader, &mut read_buf, max, &budget) => Some(Ok(frame)),
+            frame = frames.read_frame(&mut reader, &mut read_buf, conn.max_frame(max), &budget) => Some(Ok(frame)),
             // Idle: nothing in flight (a deferred produce is in flight).
             () = &mut idle_timer, if queue.is_empty() => {
                 let deadline = last_active + idle;
@@ -209,6 +403,13 @@ async fn serve_connection(
         match protocol::handle_frame(&conn, frame, out).await {
             Ok(protocol::Handled::Answered(_)) => {}
             Ok(protocol::Handled::Deferred(fut)) => queue.push_back(Pending::Waiting(fut)),
+            // Written after the loop, with everything before it; then closed.
+            Ok(protocol::Handled::Close) => {
+                if !behind.is_empty() {
+                    queue.push_back(Pending::Ready(behind));
+                }
+                break;
+            }
             Err(e) => {
                 // Drop whatever a failed encode left behind; earlier responses stay.
                 out.truncate(mark);
@@ -334,7 +535,7 @@ async fn drain(queue: &mut VecDeque<Pending>, out: &mut BytesMut, peer: SocketAd
 }
 
 /// Writes and clears the pending responses; false if the peer is gone.
-async fn flush(writer: &mut tokio::net::tcp::OwnedWriteHalf, buf: &mut BytesMut) -> bool {
+async fn flush<W: AsyncWrite + Unpin>(writer: &mut W, buf: &mut BytesMut) -> bool {
     if buf.is_empty() {
         return true;
     }

@@ -28,6 +28,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 use weir::protocol::{self, Handled};
+use weir::security::sasl::AuthState;
+use weir::security::{Listener, SecurityProtocol};
 use weir::{Broker, Config};
 
 /// Tracks the largest single allocation.
@@ -312,11 +314,18 @@ async fn fuzz_request_path() {
     };
     let addr: SocketAddr = "127.0.0.1:9092".parse().unwrap();
     let broker = Arc::new(Broker::open(Arc::new(config), addr).unwrap());
+    let listener = Arc::new(Listener {
+        protocol: SecurityProtocol::Plaintext,
+        mechanisms: Vec::new(),
+        port: addr.port(),
+    });
     let conn = Arc::new(protocol::Connection {
         broker: broker.clone(),
         local_addr: addr,
         peer_addr: "127.0.0.1:40000".parse().unwrap(),
         id: 1,
+        listener: listener.clone(),
+        auth: std::sync::Mutex::new(AuthState::new(&listener, None)),
     });
     let crash_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
     let mut rng = Rng(seed);

@@ -5,12 +5,13 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 use crate::broker::RequestContext;
 use crate::protocol::{HandlerResult, SUPPORTED_APIS};
+use crate::security::sasl;
 
 pub async fn handle(
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     _req: ApiVersionsRequest,
 ) -> HandlerResult<ApiVersionsResponse> {
-    let api_keys = SUPPORTED_APIS
+    let mut api_keys: Vec<ApiVersion> = SUPPORTED_APIS
         .iter()
         .map(|a| {
             ApiVersion::default()
@@ -19,5 +20,18 @@ pub async fn handle(
                 .with_max_version(a.advertised.max)
         })
         .collect();
+    // The SASL keys only where SASL is spoken: a client that sees them
+    // may try to authenticate (handled before dispatch, in `protocol`).
+    if ctx.listener.protocol.sasl() {
+        for (key, max) in [(sasl::SASL_HANDSHAKE, 1), (sasl::SASL_AUTHENTICATE, 2)] {
+            api_keys.push(
+                ApiVersion::default()
+                    .with_api_key(key)
+                    .with_min_version(0)
+                    .with_max_version(max),
+            );
+        }
+        api_keys.sort_by_key(|a| a.api_key);
+    }
     Ok(Some(ApiVersionsResponse::default().with_api_keys(api_keys)))
 }

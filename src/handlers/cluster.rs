@@ -7,6 +7,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use crate::broker::RequestContext;
 use crate::handlers::str_bytes;
 use crate::protocol::HandlerResult;
+use crate::security::acl::ResourceType;
 
 pub async fn describe_cluster(
     ctx: &RequestContext,
@@ -28,11 +29,11 @@ pub async fn describe_cluster(
     }
     if req.include_cluster_authorized_operations {
         resp.cluster_authorized_operations =
-            crate::handlers::authorized_operations(crate::handlers::AclResource::Cluster);
+            ctx.authorized_operations(ResourceType::Cluster, crate::security::acl::CLUSTER_NAME);
     }
     resp.brokers = vec![DescribeClusterBroker::default()
         .with_broker_id(BrokerId(b.node_id()))
         .with_host(str_bytes(ctx.advertised_host()))
-        .with_port(b.port as i32)];
+        .with_port(ctx.advertised_port())];
     Ok(Some(resp))
 }

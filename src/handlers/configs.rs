@@ -20,6 +20,7 @@ use crate::handlers::str_bytes;
 use crate::log::manager::TopicError;
 use crate::log::topic_config::{self, Kind, TOPIC_CONFIGS};
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_GROUP: i8 = 32;
@@ -125,6 +126,34 @@ fn broker_config_entries(broker: &Config) -> Vec<ConfigEntry> {
         .collect()
 }
 
+/// Kafka: DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic, the group, or
+/// the cluster for broker resources; `Some` is the error to answer.
+fn config_denied(
+    ctx: &RequestContext,
+    resource_type: i8,
+    name: &str,
+    op: Operation,
+) -> Option<(i16, String)> {
+    let (kind, name, error) = match resource_type {
+        RESOURCE_TOPIC => (
+            ResourceType::Topic,
+            name,
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        RESOURCE_GROUP => (
+            ResourceType::Group,
+            name,
+            ResponseError::GroupAuthorizationFailed,
+        ),
+        _ => (
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+    };
+    (!ctx.authorize(op, kind, name)).then(|| (error.code(), "Authorization failed.".to_string()))
+}
+
 pub async fn describe_configs(
     ctx: &RequestContext,
     req: DescribeConfigsRequest,
@@ -138,7 +167,14 @@ pub async fn describe_configs(
             let mut out = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            let mut denied = config_denied(
+                ctx,
+                res.resource_type,
+                res.resource_name.as_str(),
+                Operation::DescribeConfigs,
+            );
             let entries = match res.resource_type {
+                _ if denied.is_some() => Err(denied.take().expect("checked")),
                 RESOURCE_TOPIC => match b.logs.topic(res.resource_name.as_str()) {
                     Some(t) => Ok(topic_config_entries(&b.config, &t.overrides())),
                     None => Err((
@@ -268,7 +304,15 @@ pub async fn alter_configs(
         .resources
         .into_iter()
         .map(|res| {
-            let result = if res.resource_type != RESOURCE_TOPIC {
+            let denied = config_denied(
+                ctx,
+                res.resource_type,
+                res.resource_name.as_str(),
+                Operation::AlterConfigs,
+            );
+            let result = if let Some(e) = denied {
+                Err(e)
+            } else if res.resource_type != RESOURCE_TOPIC {
                 Err(non_topic_error(res.resource_type))
             } else {
                 let overrides: IndexMap<String, String> = res
@@ -372,7 +416,9 @@ pub async fn incremental_alter_configs(
         .into_iter()
         .map(|res| {
             let name = res.resource_name.as_str();
+            let mut denied = config_denied(ctx, res.resource_type, name, Operation::AlterConfigs);
             let result = match res.resource_type {
+                _ if denied.is_some() => Err(denied.take().expect("checked")),
                 RESOURCE_TOPIC => b
                     .logs
                     .topic(name)

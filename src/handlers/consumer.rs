@@ -12,6 +12,7 @@ use crate::group::assignor::Assignment;
 use crate::group::consumer::{self, Heartbeat, Settings, TopicImage};
 use crate::handlers::{str_bytes, topic_name};
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType};
 
 /// Every topic a consumer group may subscribe to, by name.
 pub fn topic_image(b: &Broker) -> TopicImage {
@@ -131,6 +132,32 @@ pub async fn consumer_group_heartbeat(
     if let Err(e) = validate(v, &req, b) {
         return fail(resp, e);
     }
+    // Kafka: READ on the group; DESCRIBE on every topic subscribed by name.
+    if !ctx.authorize(Operation::Read, ResourceType::Group, &group) {
+        return fail(
+            resp,
+            (
+                ResponseError::GroupAuthorizationFailed.code(),
+                "Group authorization failed.".into(),
+            ),
+        );
+    }
+    let denied: Vec<&str> = req
+        .subscribed_topic_names
+        .iter()
+        .flatten()
+        .map(|t| t.as_str())
+        .filter(|t| !ctx.authorize(Operation::Describe, ResourceType::Topic, t))
+        .collect();
+    if !denied.is_empty() {
+        return fail(
+            resp,
+            (
+                ResponseError::TopicAuthorizationFailed.code(),
+                format!("Unauthorized topics: {}", denied.join(", ")),
+            ),
+        );
+    }
     if b.share.is_share_group(&group).await {
         return fail(
             resp,
@@ -223,6 +250,11 @@ pub async fn consumer_group_describe(
     for id in req.group_ids {
         let mut g =
             consumer_group_describe_response::DescribedGroup::default().with_group_id(id.clone());
+        if !ctx.authorize(Operation::Describe, ResourceType::Group, id.0.as_str()) {
+            g.error_code = ResponseError::GroupAuthorizationFailed.code();
+            groups.push(g);
+            continue;
+        }
         match b.groups.describe_consumer(id.0.as_str()).await {
             Err((code, msg)) => {
                 g.error_code = code;
@@ -236,7 +268,7 @@ pub async fn consumer_group_describe(
                 g.assignor_name = str_bytes(cg.assignor.clone());
                 if req.include_authorized_operations {
                     g.authorized_operations =
-                        crate::handlers::authorized_operations(crate::handlers::AclResource::Group);
+                        ctx.authorized_operations(ResourceType::Group, id.0.as_str());
                 }
                 let empty = Assignment::new();
                 g.members = cg

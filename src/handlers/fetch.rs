@@ -30,6 +30,7 @@ use crate::log::manager::Topic;
 use crate::log::partition::Isolation;
 use crate::log::LogError;
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType};
 
 pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<FetchResponse> {
     let v = ctx.api_version;
@@ -42,18 +43,23 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<Fe
     let max_bytes = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes as usize);
     let min_bytes = req.min_bytes.max(0) as usize;
     let read_committed = req.isolation_level == 1;
-    let topics: Vec<(Option<Arc<Topic>>, &FetchTopic)> = req
+    // Kafka: READ on each topic; a denied topic is answered
+    // TOPIC_AUTHORIZATION_FAILED and never read.
+    let topics: Vec<(Option<Arc<Topic>>, &FetchTopic, bool)> = req
         .topics
         .iter()
         .map(|ft| {
-            (
-                if v >= 13 {
-                    broker.logs.topic_by_id(ft.topic_id)
-                } else {
-                    broker.logs.topic(ft.topic.0.as_str())
-                },
-                ft,
-            )
+            let topic = if v >= 13 {
+                broker.logs.topic_by_id(ft.topic_id)
+            } else {
+                broker.logs.topic(ft.topic.0.as_str())
+            };
+            let name = topic
+                .as_ref()
+                .map_or(ft.topic.0.as_str(), |t| t.name.as_str());
+            let denied = (topic.is_some() || v < 13)
+                && !ctx.authorize(Operation::Read, ResourceType::Topic, name);
+            (if denied { None } else { topic }, ft, denied)
         })
         .collect();
     let deadline =
@@ -63,7 +69,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<Fe
         // wait still wakes us.
         let mut watches: Vec<_> = topics
             .iter()
-            .flat_map(|(t, ft)| {
+            .flat_map(|(t, ft, _)| {
                 ft.partitions
                     .iter()
                     .filter_map(move |fp| t.as_ref().and_then(|t| t.partition(fp.partition)))
@@ -101,14 +107,14 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<Fe
 /// record bytes gathered, and whether any partition had an error.
 fn build(
     v: i16,
-    topics: &[(Option<Arc<Topic>>, &FetchTopic)],
+    topics: &[(Option<Arc<Topic>>, &FetchTopic, bool)],
     max_bytes: usize,
     read_committed: bool,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut total = 0usize;
     let mut errored = false;
     let mut out = Vec::with_capacity(topics.len());
-    for (topic, ft) in topics {
+    for (topic, ft, denied) in topics {
         let mut partitions = Vec::with_capacity(ft.partitions.len());
         for fp in &ft.partitions {
             let mut pd = PartitionData::default()
@@ -119,7 +125,9 @@ fn build(
             }
             let partition = topic.as_ref().and_then(|t| t.partition(fp.partition));
             let Some(partition) = partition else {
-                pd.error_code = if topic.is_none() && v >= 13 {
+                pd.error_code = if *denied {
+                    ResponseError::TopicAuthorizationFailed.code()
+                } else if topic.is_none() && v >= 13 {
                     ResponseError::UnknownTopicId.code()
                 } else {
                     ResponseError::UnknownTopicOrPartition.code()

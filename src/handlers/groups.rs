@@ -28,6 +28,7 @@ use crate::group::state::{CommittedOffset, JoinOutcome, JoinRequest, SyncRequest
 use crate::group::OffsetCommit;
 use crate::handlers::{str_bytes, topic_name};
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType};
 
 fn opt_string(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
@@ -59,37 +60,52 @@ pub async fn find_coordinator(
             b.groups.note_lookup(key.as_str()).await;
         }
     }
-    let error = if bad_type {
-        code(ResponseError::InvalidRequest)
-    } else {
-        0
+    // Kafka: DESCRIBE on the group or transactional id being looked up.
+    let error_for = |key: &str| {
+        if bad_type {
+            code(ResponseError::InvalidRequest)
+        } else if req.key_type == 0 && !ctx.authorize(Operation::Describe, ResourceType::Group, key)
+        {
+            code(ResponseError::GroupAuthorizationFailed)
+        } else if req.key_type == 1
+            && !ctx.authorize(Operation::Describe, ResourceType::TransactionalId, key)
+        {
+            code(ResponseError::TransactionalIdAuthorizationFailed)
+        } else {
+            0
+        }
     };
+    let port = ctx.advertised_port();
     let mut resp = FindCoordinatorResponse::default();
     if v >= 4 {
         resp.coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let error = error_for(key.as_str());
                 let mut c = Coordinator::default().with_key(key).with_error_code(error);
                 if error == 0 {
                     c = c
                         .with_node_id(BrokerId(b.node_id()))
                         .with_host(host.clone())
-                        .with_port(b.port as i32);
+                        .with_port(port);
                 } else {
                     c = c.with_node_id(BrokerId(-1)).with_port(-1);
                 }
                 c
             })
             .collect();
-    } else if error == 0 {
-        resp.node_id = BrokerId(b.node_id());
-        resp.host = host;
-        resp.port = b.port as i32;
     } else {
-        resp.error_code = error;
-        resp.node_id = BrokerId(-1);
-        resp.port = -1;
+        let error = error_for(req.key.as_str());
+        if error == 0 {
+            resp.node_id = BrokerId(b.node_id());
+            resp.host = host;
+            resp.port = port;
+        } else {
+            resp.error_code = error;
+            resp.node_id = BrokerId(-1);
+            resp.port = -1;
+        }
     }
     Ok(Some(resp))
 }
@@ -99,6 +115,15 @@ pub async fn join_group(
     req: JoinGroupRequest,
 ) -> HandlerResult<JoinGroupResponse> {
     let v = ctx.api_version;
+    if group_denied(ctx, req.group_id.0.as_str()) {
+        let mut resp = JoinGroupResponse::default()
+            .with_error_code(code(ResponseError::GroupAuthorizationFailed))
+            .with_generation_id(-1);
+        if v >= 7 {
+            resp.protocol_name = None;
+        }
+        return Ok(Some(resp));
+    }
     let join = JoinRequest {
         member_id: req.member_id.to_string(),
         instance_id: if v >= 5 {
@@ -178,6 +203,12 @@ pub async fn sync_group(
     req: SyncGroupRequest,
 ) -> HandlerResult<SyncGroupResponse> {
     let v = ctx.api_version;
+    if group_denied(ctx, req.group_id.0.as_str()) {
+        return Ok(Some(
+            SyncGroupResponse::default()
+                .with_error_code(code(ResponseError::GroupAuthorizationFailed)),
+        ));
+    }
     let (protocol_type, protocol_name) = if v >= 5 {
         (
             opt_string(&req.protocol_type),
@@ -222,6 +253,12 @@ pub async fn heartbeat(
     ctx: &RequestContext,
     req: HeartbeatRequest,
 ) -> HandlerResult<HeartbeatResponse> {
+    if group_denied(ctx, req.group_id.0.as_str()) {
+        return Ok(Some(
+            HeartbeatResponse::default()
+                .with_error_code(code(ResponseError::GroupAuthorizationFailed)),
+        ));
+    }
     let instance = if ctx.api_version >= 3 {
         opt_string(&req.group_instance_id)
     } else {
@@ -245,6 +282,12 @@ pub async fn leave_group(
     req: LeaveGroupRequest,
 ) -> HandlerResult<LeaveGroupResponse> {
     let v = ctx.api_version;
+    if group_denied(ctx, req.group_id.0.as_str()) {
+        return Ok(Some(
+            LeaveGroupResponse::default()
+                .with_error_code(code(ResponseError::GroupAuthorizationFailed)),
+        ));
+    }
     let identities: Vec<(String, Option<String>)> = if v >= 3 {
         req.members
             .iter()
@@ -285,8 +328,13 @@ pub async fn leave_group(
 }
 
 /// A topic of an OffsetCommit: each partition with its slot among the
-/// commits sent to the coordinator (`None`: unknown partition).
-type TopicLayout = (TopicName, Vec<(i32, Option<usize>)>);
+/// commits sent to the coordinator, or the error it is answered with here.
+type TopicLayout = (TopicName, Vec<(i32, Result<usize, i16>)>);
+
+/// Kafka: the group APIs need READ on the group.
+fn group_denied(ctx: &RequestContext, group: &str) -> bool {
+    !ctx.authorize(Operation::Read, ResourceType::Group, group)
+}
 
 pub async fn offset_commit(
     ctx: &RequestContext,
@@ -297,19 +345,33 @@ pub async fn offset_commit(
     // Partitions of unknown topics are answered here; the rest are committed.
     let mut layout: Vec<TopicLayout> = Vec::new();
     let mut commits = Vec::new();
+    // Kafka: READ on the group, then READ on each topic.
+    let group_error = group_denied(ctx, req.group_id.0.as_str())
+        .then_some(code(ResponseError::GroupAuthorizationFailed));
     for t in &req.topics {
         let topic = logs.topic(t.name.0.as_str());
+        let topic_error = group_error.or_else(|| {
+            (!ctx.authorize(Operation::Read, ResourceType::Topic, t.name.0.as_str()))
+                .then_some(code(ResponseError::TopicAuthorizationFailed))
+        });
         let mut parts = Vec::new();
         for p in &t.partitions {
+            if let Some(e) = topic_error {
+                parts.push((p.partition_index, Err(e)));
+                continue;
+            }
             if topic
                 .as_ref()
                 .and_then(|t| t.partition(p.partition_index))
                 .is_none()
             {
-                parts.push((p.partition_index, None));
+                parts.push((
+                    p.partition_index,
+                    Err(code(ResponseError::UnknownTopicOrPartition)),
+                ));
                 continue;
             }
-            parts.push((p.partition_index, Some(commits.len())));
+            parts.push((p.partition_index, Ok(commits.len())));
             commits.push(OffsetCommit {
                 topic: t.name.0.to_string(),
                 partition: p.partition_index,
@@ -347,9 +409,9 @@ pub async fn offset_commit(
                 .into_iter()
                 .map(|(index, slot)| {
                     let err = match (slot, &result) {
-                        (None, _) => code(ResponseError::UnknownTopicOrPartition),
-                        (Some(i), Ok(codes)) => codes[i],
-                        (Some(_), Err(c)) => *c,
+                        (Err(e), _) => e,
+                        (Ok(i), Ok(codes)) => codes[i],
+                        (Ok(_), Err(c)) => *c,
                     };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(index)
@@ -389,6 +451,44 @@ async fn unstable(
     }
 }
 
+/// Committed offsets of one topic's partitions.
+type Offsets = Vec<(i32, Option<CommittedOffset>)>;
+/// Committed offsets of one topic as the coordinator returns them.
+type FoundTopic = (String, Offsets);
+
+/// Kafka: topics the caller may not DESCRIBE are left out of an
+/// all-topics fetch, and answered TOPIC_AUTHORIZATION_FAILED (no offset)
+/// when named.
+fn described_topics(
+    ctx: &RequestContext,
+    found: Vec<FoundTopic>,
+    all: bool,
+) -> Vec<(String, Offsets, bool)> {
+    found
+        .into_iter()
+        .filter_map(|(t, parts)| {
+            let denied = !ctx.authorize(Operation::Describe, ResourceType::Topic, &t);
+            match (denied, all) {
+                (true, true) => None,
+                (true, false) => {
+                    Some((t, parts.into_iter().map(|(p, _)| (p, None)).collect(), true))
+                }
+                (false, _) => Some((t, parts, false)),
+            }
+        })
+        .collect()
+}
+
+fn partition_code(denied: bool, unstable: bool) -> i16 {
+    if denied {
+        code(ResponseError::TopicAuthorizationFailed)
+    } else if unstable {
+        UNSTABLE
+    } else {
+        0
+    }
+}
+
 pub async fn offset_fetch(
     ctx: &RequestContext,
     req: OffsetFetchRequest,
@@ -398,6 +498,18 @@ pub async fn offset_fetch(
     let mut resp = OffsetFetchResponse::default();
     if v >= 8 {
         for g in req.groups {
+            if !ctx.authorize(
+                Operation::Describe,
+                ResourceType::Group,
+                g.group_id.0.as_str(),
+            ) {
+                resp.groups.push(
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(code(ResponseError::GroupAuthorizationFailed)),
+                );
+                continue;
+            }
             if v >= 9 {
                 // KIP-848: a member's fetch is checked against its epoch.
                 if let Err(c) = groups
@@ -421,11 +533,13 @@ pub async fn offset_fetch(
                     .map(|t| (t.name.0.to_string(), t.partition_indexes))
                     .collect()
             });
+            let all = topics.is_none();
             let found = groups.fetch_offsets(g.group_id.0.as_str(), topics).await;
+            let found = described_topics(ctx, found, all);
             let unstable = unstable(ctx, req.require_stable, g.group_id.0.as_str()).await;
             let topics = found
                 .into_iter()
-                .map(|(t, parts)| {
+                .map(|(t, parts, denied)| {
                     let partitions = parts
                         .into_iter()
                         .map(|(p, o)| {
@@ -436,7 +550,7 @@ pub async fn offset_fetch(
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(Some(str_bytes(meta)))
-                                .with_error_code(if is_unstable { UNSTABLE } else { 0 })
+                                .with_error_code(partition_code(denied, is_unstable))
                         })
                         .collect();
                     OffsetFetchResponseTopics::default()
@@ -452,16 +566,50 @@ pub async fn offset_fetch(
         }
         return Ok(Some(resp));
     }
-    let topics = req.topics.map(|ts| {
+    let topics: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
+    if !ctx.authorize(
+        Operation::Describe,
+        ResourceType::Group,
+        req.group_id.0.as_str(),
+    ) {
+        let denied = code(ResponseError::GroupAuthorizationFailed);
+        if v >= 2 {
+            resp.error_code = denied;
+        } else {
+            // v0-1 have no top-level error: every requested partition has it.
+            resp.topics = topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(topic_name(&t))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(denied)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+        }
+        return Ok(Some(resp));
+    }
+    let all = topics.is_none();
     let found = groups.fetch_offsets(req.group_id.0.as_str(), topics).await;
+    let found = described_topics(ctx, found, all);
     let unstable = unstable(ctx, v >= 7 && req.require_stable, req.group_id.0.as_str()).await;
     resp.topics = found
         .into_iter()
-        .map(|(t, parts)| {
+        .map(|(t, parts, denied)| {
             let partitions = parts
                 .into_iter()
                 .map(|(p, o)| {
@@ -471,7 +619,7 @@ pub async fn offset_fetch(
                         .with_partition_index(p)
                         .with_committed_offset(offset)
                         .with_metadata(Some(str_bytes(meta)))
-                        .with_error_code(if is_unstable { UNSTABLE } else { 0 });
+                        .with_error_code(partition_code(denied, is_unstable));
                     if v >= 5 {
                         r.committed_leader_epoch = epoch;
                     }
@@ -517,13 +665,17 @@ pub async fn list_groups(
         }
         g
     };
+    // Kafka: DESCRIBE on the cluster lists every group, else those the
+    // caller may DESCRIBE.
+    let all = ctx.authorize_cluster(Operation::Describe);
+    let may_list = |id: &String| all || ctx.authorize(Operation::Describe, ResourceType::Group, id);
     let mut groups: Vec<ListedGroup> = ctx
         .broker
         .groups
         .list()
         .await
         .into_iter()
-        .filter(|(_, _, state, kind)| wants(kind, state))
+        .filter(|(id, _, state, kind)| wants(kind, state) && may_list(id))
         .map(|(id, protocol_type, state, kind)| listed(id, protocol_type, state, kind))
         .collect();
     // Share groups' protocol type is "share", as in Kafka.
@@ -533,7 +685,7 @@ pub async fn list_groups(
             .list()
             .await
             .into_iter()
-            .filter(|(_, state)| wants("share", state))
+            .filter(|(id, state)| wants("share", state) && may_list(id))
             .map(|(id, state)| listed(id, "share".into(), state, "share")),
     );
     Ok(Some(ListGroupsResponse::default().with_groups(groups)))
@@ -547,6 +699,11 @@ pub async fn describe_groups(
     let mut out = Vec::with_capacity(req.groups.len());
     for id in req.groups {
         let mut g = DescribedGroup::default().with_group_id(id.clone());
+        if !ctx.authorize(Operation::Describe, ResourceType::Group, id.0.as_str()) {
+            g.error_code = code(ResponseError::GroupAuthorizationFailed);
+            out.push(g);
+            continue;
+        }
         match ctx.broker.groups.describe(id.0.as_str()).await {
             None => {
                 g.group_state = str_bytes("Dead");
@@ -563,7 +720,7 @@ pub async fn describe_groups(
             Some(d) => {
                 if v >= 3 && req.include_authorized_operations {
                     g.authorized_operations =
-                        crate::handlers::authorized_operations(crate::handlers::AclResource::Group);
+                        ctx.authorized_operations(ResourceType::Group, id.0.as_str());
                 }
                 g.group_state = str_bytes(d.state);
                 g.protocol_type = str_bytes(d.protocol_type);
@@ -595,8 +752,16 @@ pub async fn delete_groups(
     ctx: &RequestContext,
     req: DeleteGroupsRequest,
 ) -> HandlerResult<DeleteGroupsResponse> {
-    let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
-    let mut codes = ctx.broker.groups.delete_groups(&ids).await;
+    // Kafka: DELETE on each group; denied ones are not touched.
+    let (allowed, denied): (Vec<String>, Vec<String>) = req
+        .groups_names
+        .iter()
+        .map(|g| g.0.to_string())
+        .partition(|g| ctx.authorize(Operation::Delete, ResourceType::Group, g));
+    let mut codes = ctx.broker.groups.delete_groups(&allowed).await;
+    let mut ids = allowed;
+    ids.extend(denied);
+    codes.resize(ids.len(), code(ResponseError::GroupAuthorizationFailed));
     // A share group of that id (the classic coordinator does not know it).
     for (id, code) in ids.iter().zip(codes.iter_mut()) {
         if *code == ResponseError::GroupIdNotFound.code()
@@ -611,13 +776,12 @@ pub async fn delete_groups(
             };
         }
     }
-    let results = req
-        .groups_names
+    let results = ids
         .into_iter()
         .zip(codes)
         .map(|(g, c)| {
             DeletableGroupResult::default()
-                .with_group_id(g)
+                .with_group_id(GroupId(str_bytes(g)))
                 .with_error_code(c)
         })
         .collect();
@@ -639,6 +803,19 @@ pub async fn offset_delete(
         })
         .collect();
     let mut resp = OffsetDeleteResponse::default();
+    // Kafka: DELETE on the group, READ on each topic.
+    if !ctx.authorize(
+        Operation::Delete,
+        ResourceType::Group,
+        req.group_id.0.as_str(),
+    ) {
+        resp.error_code = code(ResponseError::GroupAuthorizationFailed);
+        return Ok(Some(resp));
+    }
+    let topics: Vec<(String, Vec<i32>)> = topics;
+    let (topics, denied): (Vec<_>, Vec<_>) = topics
+        .into_iter()
+        .partition(|(t, _)| ctx.authorize(Operation::Read, ResourceType::Topic, t));
     match ctx
         .broker
         .groups
@@ -671,6 +848,20 @@ pub async fn offset_delete(
                         )
                 })
                 .collect();
+            resp.topics.extend(denied.into_iter().map(|(t, parts)| {
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|p| {
+                                OffsetDeleteResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_error_code(code(ResponseError::TopicAuthorizationFailed))
+                            })
+                            .collect(),
+                    )
+            }));
         }
     }
     Ok(Some(resp))

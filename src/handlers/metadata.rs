@@ -9,9 +9,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use uuid::Uuid;
 
 use crate::broker::RequestContext;
-use crate::handlers::{authorized_operations, str_bytes, topic_name, AclResource};
+use crate::handlers::{str_bytes, topic_name};
 use crate::log::manager::{Topic, TopicError};
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType};
 
 pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> HandlerResult<MetadataResponse> {
     let v = ctx.api_version;
@@ -21,7 +22,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> HandlerResult
         MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(node)
             .with_host(str_bytes(ctx.advertised_host()))
-            .with_port(b.port as i32)]);
+            .with_port(ctx.advertised_port())]);
     if v >= 1 {
         resp.controller_id = node;
     }
@@ -40,8 +41,11 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> HandlerResult
     let mut topics = Vec::new();
     match requested {
         None => {
+            // Topics the caller may not describe are left out.
             for t in b.logs.topics() {
-                topics.push(describe(&t, node, v));
+                if ctx.authorize(Operation::Describe, ResourceType::Topic, &t.name) {
+                    topics.push(describe(&t, node, v));
+                }
             }
         }
         Some(list) => {
@@ -51,8 +55,21 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> HandlerResult
                 match by_name {
                     Some(name) => {
                         let name = name.0.to_string();
+                        let may_create = || {
+                            ctx.authorize_cluster(Operation::Create)
+                                || ctx.authorize(Operation::Create, ResourceType::Topic, &name)
+                        };
                         let found = match b.logs.topic(&name) {
+                            _ if !ctx.authorize(
+                                Operation::Describe,
+                                ResourceType::Topic,
+                                &name,
+                            ) =>
+                            {
+                                Err(None)
+                            }
                             Some(t) => Ok(t),
+                            None if allow_create && !may_create() => Err(None),
                             None if allow_create => b
                                 .logs
                                 .create_topic(&name, -1, -1, Default::default())
@@ -60,15 +77,38 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> HandlerResult
                                     // Lost a race with a concurrent creator: fine.
                                     TopicError::AlreadyExists(_) => b.logs.topic(&name).ok_or(e),
                                     other => Err(other),
-                                }),
-                            None => Err(TopicError::Unknown(name.clone())),
+                                })
+                                .map_err(Some),
+                            None => Err(Some(TopicError::Unknown(name.clone()))),
                         };
+                        // `Err(None)`: not authorized (to describe, or to
+                        // auto-create), which hides whether it exists.
                         topics.push(match found {
                             Ok(t) => describe(&t, node, v),
-                            Err(e) => error_topic(Some(&name), Uuid::nil(), e.code(), v),
+                            Err(e) => {
+                                let code = e
+                                    .map_or(ResponseError::TopicAuthorizationFailed.code(), |e| {
+                                        e.code()
+                                    });
+                                error_topic(Some(&name), Uuid::nil(), code, v)
+                            }
                         });
                     }
                     None => match b.logs.topic_by_id(rt.topic_id) {
+                        Some(t)
+                            if !ctx.authorize(
+                                Operation::Describe,
+                                ResourceType::Topic,
+                                &t.name,
+                            ) =>
+                        {
+                            topics.push(error_topic(
+                                None,
+                                rt.topic_id,
+                                ResponseError::TopicAuthorizationFailed.code(),
+                                v,
+                            ))
+                        }
                         Some(t) => topics.push(describe(&t, node, v)),
                         None => topics.push(error_topic(
                             None,
@@ -83,11 +123,13 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> HandlerResult
     }
     if v >= 8 && req.include_topic_authorized_operations {
         for t in topics.iter_mut().filter(|t| t.error_code == 0) {
-            t.topic_authorized_operations = authorized_operations(AclResource::Topic);
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            t.topic_authorized_operations = ctx.authorized_operations(ResourceType::Topic, &name);
         }
     }
     if (8..=10).contains(&v) && req.include_cluster_authorized_operations {
-        resp.cluster_authorized_operations = authorized_operations(AclResource::Cluster);
+        resp.cluster_authorized_operations =
+            ctx.authorized_operations(ResourceType::Cluster, crate::security::acl::CLUSTER_NAME);
     }
     resp.topics = topics;
     Ok(Some(resp))

@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer;
+pub mod security;
 pub mod share;
 pub mod topics;
 pub mod txn;
@@ -25,28 +26,4 @@ pub fn topic_name(name: &str) -> TopicName {
 
 pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
-}
-
-/// Resource types whose authorized operations responses report.
-#[derive(Debug, Clone, Copy)]
-pub enum AclResource {
-    Topic,
-    Group,
-    Cluster,
-}
-
-/// The `*_authorized_operations` bit field (bit = Kafka's AclOperation
-/// code) for what a caller may do on a resource. Without an authorizer
-/// that is every operation Kafka supports on the resource type
-/// (`AclEntry.supportedOperations`), as Kafka answers.
-pub fn authorized_operations(resource: AclResource) -> i32 {
-    // READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8,
-    // CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
-    // IDEMPOTENT_WRITE 12.
-    let ops: &[i32] = match resource {
-        AclResource::Topic => &[3, 4, 5, 8, 6, 7, 10, 11],
-        AclResource::Group => &[3, 8, 6, 10, 11],
-        AclResource::Cluster => &[5, 9, 10, 11, 12, 7, 8],
-    };
-    ops.iter().fold(0, |bits, op| bits | 1 << op)
 }

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 use crate::broker::RequestContext;
 use crate::log::{LogError, Partition};
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType};
 
 const LEADER_EPOCH: i32 = 0;
 
@@ -58,6 +59,9 @@ pub async fn list_offsets(
         .topics
         .into_iter()
         .map(|t| {
+            // Kafka: DESCRIBE on the topic.
+            let denied =
+                !ctx.authorize(Operation::Describe, ResourceType::Topic, t.name.0.as_str());
             let topic = logs.topic(t.name.0.as_str());
             let partitions = t
                 .partitions
@@ -67,6 +71,7 @@ pub async fn list_offsets(
                         .with_partition_index(lp.partition_index);
                     let result = match topic.as_ref().and_then(|t| t.partition(lp.partition_index))
                     {
+                        _ if denied => Err(ResponseError::TopicAuthorizationFailed.code()),
                         None => Err(ResponseError::UnknownTopicOrPartition.code()),
                         Some(p) => check_epoch(if v >= 4 { lp.current_leader_epoch } else { -1 })
                             .and_then(|_| {
@@ -105,6 +110,8 @@ pub async fn offset_for_leader_epoch(
         .topics
         .into_iter()
         .map(|t| {
+            let denied =
+                !ctx.authorize(Operation::Describe, ResourceType::Topic, t.topic.0.as_str());
             let topic = logs.topic(t.topic.0.as_str());
             let partitions = t
                 .partitions
@@ -112,6 +119,9 @@ pub async fn offset_for_leader_epoch(
                 .map(|lp| {
                     let mut out = EpochEndOffset::default().with_partition(lp.partition);
                     match topic.as_ref().and_then(|t| t.partition(lp.partition)) {
+                        _ if denied => {
+                            out.error_code = ResponseError::TopicAuthorizationFailed.code()
+                        }
                         None => out.error_code = ResponseError::UnknownTopicOrPartition.code(),
                         Some(p) => match check_epoch(lp.current_leader_epoch) {
                             Err(code) => out.error_code = code,

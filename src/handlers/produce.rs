@@ -21,6 +21,7 @@ use crate::broker::RequestContext;
 use crate::handlers::{str_bytes, topic_name};
 use crate::log::{now_ms, LogError, Partition};
 use crate::protocol::{HandlerResult, ProtocolError};
+use crate::security::acl::{Operation, ResourceType};
 
 /// A produce request whose batches are in the page cache.
 pub struct Appended {
@@ -75,6 +76,12 @@ pub fn append_all(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut waits = Vec::new();
     let mut first_error: Option<String> = None;
+    // Kafka: WRITE on the transactional id fails the whole request;
+    // WRITE on each topic, per topic.
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !ctx.authorize(Operation::Write, ResourceType::TransactionalId, t));
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         // v13 names topics by id only.
         let topic = if v >= 13 {
@@ -87,6 +94,12 @@ pub fn append_all(ctx: &RequestContext, req: ProduceRequest) -> Appended {
         } else {
             ResponseError::UnknownTopicOrPartition.code()
         };
+        let name = match &topic {
+            Some(t) => t.name.as_str(),
+            None => td.name.0.as_str(),
+        };
+        let topic_denied = (topic.is_some() || v < 13)
+            && !ctx.authorize(Operation::Write, ResourceType::Topic, name);
         let mut partitions = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             let mut out = PartitionProduceResponse::default()
@@ -97,6 +110,14 @@ pub fn append_all(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                 _ if !acks_valid => Err((
                     ResponseError::InvalidRequiredAcks.code(),
                     "acks must be -1, 0 or 1".to_string(),
+                )),
+                _ if txn_denied => Err((
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    "Transactional id authorization failed".to_string(),
+                )),
+                _ if topic_denied => Err((
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    "Topic authorization failed".to_string(),
                 )),
                 (None, _) => Err((
                     if topic.is_some() {

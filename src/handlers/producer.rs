@@ -8,6 +8,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use crate::broker::RequestContext;
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType};
 
 pub async fn init_producer_id(
     ctx: &RequestContext,
@@ -19,6 +20,23 @@ pub async fn init_producer_id(
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let result = match req.transactional_id {
+        // Kafka: WRITE on the transactional id; an idempotent producer
+        // needs IDEMPOTENT_WRITE on the cluster or WRITE on some topic
+        // (KIP-679).
+        Some(id)
+            if !ctx.authorize(
+                Operation::Write,
+                ResourceType::TransactionalId,
+                id.0.as_str(),
+            ) =>
+        {
+            Err(ResponseError::TransactionalIdAuthorizationFailed)
+        }
+        None if !ctx.authorize_cluster(Operation::IdempotentWrite)
+            && !ctx.authorize_any(Operation::Write, ResourceType::Topic) =>
+        {
+            Err(ResponseError::ClusterAuthorizationFailed)
+        }
         None => broker.producer_ids.next().map(|id| (id, 0)).map_err(|e| {
             tracing::error!(error = %e, "cannot persist producer id block");
             ResponseError::KafkaStorageError

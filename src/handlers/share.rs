@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::broker::RequestContext;
 use crate::handlers::{str_bytes, topic_name};
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType};
 use crate::share::group::Heartbeat;
 use crate::share::partition::AckBatch;
 use crate::share::{AcknowledgeRequest, FetchRequest, PartitionResult};
@@ -40,6 +41,17 @@ pub async fn share_group_heartbeat(
     // A group id has one type: a classic group's id is not a share group.
     let error = if invalid {
         Some(ResponseError::InvalidRequest.code())
+    } else if !ctx.authorize(Operation::Read, ResourceType::Group, &group) {
+        Some(ResponseError::GroupAuthorizationFailed.code())
+    } else if req
+        .subscribed_topic_names
+        .iter()
+        .flatten()
+        .any(|t| !ctx.authorize(Operation::Read, ResourceType::Topic, t.as_str()))
+    {
+        // Members only get partitions of topics they may read, so share
+        // fetches never reach a topic the principal may not READ.
+        Some(ResponseError::TopicAuthorizationFailed.code())
     } else if b.groups.exists(&group).await {
         Some(ResponseError::GroupIdNotFound.code())
     } else {
@@ -91,6 +103,11 @@ pub async fn share_group_describe(
     for id in req.group_ids {
         let mut g =
             share_group_describe_response::DescribedGroup::default().with_group_id(id.clone());
+        if !ctx.authorize(Operation::Describe, ResourceType::Group, id.0.as_str()) {
+            g.error_code = ResponseError::GroupAuthorizationFailed.code();
+            groups.push(g);
+            continue;
+        }
         match b.share.describe(id.0.as_str()).await {
             None => {
                 g.error_code = ResponseError::GroupIdNotFound.code();
@@ -107,7 +124,7 @@ pub async fn share_group_describe(
                 g.assignor_name = str_bytes("simple");
                 if req.include_authorized_operations {
                     g.authorized_operations =
-                        crate::handlers::authorized_operations(crate::handlers::AclResource::Group);
+                        ctx.authorized_operations(ResourceType::Group, id.0.as_str());
                 }
                 g.members = sg
                     .members
@@ -168,7 +185,7 @@ fn node_endpoint(ctx: &RequestContext) -> (BrokerId, kafka_protocol::protocol::S
     (
         BrokerId(ctx.broker.node_id()),
         str_bytes(ctx.advertised_host()),
-        ctx.broker.port as i32,
+        ctx.advertised_port(),
     )
 }
 
@@ -188,6 +205,11 @@ pub async fn share_fetch(
         resp.error_code = ResponseError::InvalidRequest.code();
         return Ok(Some(resp));
     };
+    // Kafka: READ on the share group (and on each topic, below).
+    if !ctx.authorize(Operation::Read, ResourceType::Group, group.0.as_str()) {
+        resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return Ok(Some(resp));
+    }
     // The same topic may appear more than once: merge by (topic, partition).
     let mut topics: Vec<(Uuid, i32, Vec<AckBatch>)> = Vec::new();
     for t in &req.topics {
@@ -292,6 +314,10 @@ pub async fn share_acknowledge(
         resp.error_code = ResponseError::InvalidRequest.code();
         return Ok(Some(resp));
     };
+    if !ctx.authorize(Operation::Read, ResourceType::Group, group.0.as_str()) {
+        resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return Ok(Some(resp));
+    }
     let acks: Vec<(Uuid, i32, Vec<AckBatch>)> = req
         .topics
         .iter()
@@ -357,6 +383,11 @@ pub async fn describe_share_group_offsets(
             describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup::default(
             )
             .with_group_id(g.group_id.clone());
+        if !ctx.authorize(Operation::Describe, ResourceType::Group, &group) {
+            out.error_code = ResponseError::GroupAuthorizationFailed.code();
+            groups.push(out);
+            continue;
+        }
         let wanted: Vec<(String, Vec<i32>)> = match g.topics {
             Some(ts) => ts
                 .iter()
@@ -418,6 +449,12 @@ pub async fn alter_share_group_offsets(
 ) -> HandlerResult<AlterShareGroupOffsetsResponse> {
     let b = &ctx.broker;
     let group = req.group_id.0.to_string();
+    if !ctx.authorize(Operation::Read, ResourceType::Group, &group) {
+        return Ok(Some(
+            AlterShareGroupOffsetsResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        ));
+    }
     let mut changes = Vec::new();
     let mut results = Vec::new();
     for t in &req.topics {
@@ -456,6 +493,12 @@ pub async fn delete_share_group_offsets(
 ) -> HandlerResult<DeleteShareGroupOffsetsResponse> {
     let b = &ctx.broker;
     let group = req.group_id.0.to_string();
+    if !ctx.authorize(Operation::Delete, ResourceType::Group, &group) {
+        return Ok(Some(
+            DeleteShareGroupOffsetsResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        ));
+    }
     let mut changes = Vec::new();
     let mut results = Vec::new();
     for t in &req.topics {

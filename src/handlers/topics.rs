@@ -21,6 +21,7 @@ use crate::handlers::configs::topic_config_entries;
 use crate::handlers::{str_bytes, topic_name};
 use crate::log::manager::TopicError;
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType};
 
 pub async fn create_topics(
     ctx: &RequestContext,
@@ -33,10 +34,18 @@ pub async fn create_topics(
         *seen.entry(t.name.0.to_string()).or_default() += 1;
     }
     let mut results = Vec::with_capacity(req.topics.len());
+    // Kafka: CREATE on the cluster, or on the topic.
+    let cluster_create = ctx.authorize_cluster(Operation::Create);
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut r = CreatableTopicResult::default().with_name(t.name.clone());
         let outcome: Result<(i32, uuid::Uuid), (i16, String)> = (|| {
+            if !cluster_create && !ctx.authorize(Operation::Create, ResourceType::Topic, &name) {
+                return Err((
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    "Authorization failed.".into(),
+                ));
+            }
             if seen[&name] > 1 {
                 return Err((
                     ResponseError::InvalidRequest.code(),
@@ -164,6 +173,17 @@ pub async fn delete_topics(
                 format!("unknown topic id {id}"),
             )),
         };
+        // Kafka: DELETE on the topic.
+        let resolved = resolved.and_then(|n| {
+            if ctx.authorize(Operation::Delete, ResourceType::Topic, &n) {
+                Ok(n)
+            } else {
+                Err((
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    "Authorization failed.".into(),
+                ))
+            }
+        });
         let result = resolved.and_then(|n| {
             logs.delete_topic(&n)
                 .map(|id| (n, id))
@@ -209,7 +229,13 @@ pub async fn create_partitions(
                 a.iter()
                     .any(|x| x.broker_ids.len() != 1 || x.broker_ids[0].0 != b.node_id())
             });
-            let result = if bad_assignment {
+            // Kafka: ALTER on the topic.
+            let result = if !ctx.authorize(Operation::Alter, ResourceType::Topic, &name) {
+                Err((
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    "Authorization failed.".into(),
+                ))
+            } else if bad_assignment {
                 Err((
                     ResponseError::InvalidReplicaAssignment.code(),
                     format!("partitions can only be assigned to broker {}", b.node_id()),
@@ -241,6 +267,8 @@ pub async fn delete_records(
         .topics
         .into_iter()
         .map(|t| {
+            // Kafka: DELETE on the topic.
+            let denied = !ctx.authorize(Operation::Delete, ResourceType::Topic, t.name.0.as_str());
             let topic = logs.topic(t.name.0.as_str());
             let partitions = t
                 .partitions
@@ -250,6 +278,9 @@ pub async fn delete_records(
                         .with_partition_index(dp.partition_index)
                         .with_low_watermark(-1);
                     match topic.as_ref().and_then(|t| t.partition(dp.partition_index)) {
+                        _ if denied => {
+                            r.error_code = ResponseError::TopicAuthorizationFailed.code()
+                        }
                         None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
                         // Kafka: records of a compact-only log are removed
                         // by the cleaner, not by DeleteRecords.

@@ -24,6 +24,7 @@ use crate::group::OffsetCommit;
 use crate::handlers::{str_bytes, topic_name};
 use crate::log::now_ms;
 use crate::protocol::HandlerResult;
+use crate::security::acl::{Operation, ResourceType};
 use crate::txn::coordinator::{TxnProducer, TxnState};
 
 /// PRODUCER_FENCED for clients that know it (`fenced_since` and later),
@@ -109,6 +110,60 @@ pub async fn add_partitions_to_txn(
             .collect()
     };
     for (id, pid, epoch, verify_only, parts) in txns {
+        // Kafka: WRITE on the transactional id, then on every topic; with a
+        // denied topic nothing is added (the rest OPERATION_NOT_ATTEMPTED).
+        let txn_denied = !ctx.authorize(
+            Operation::Write,
+            ResourceType::TransactionalId,
+            id.0.as_str(),
+        );
+        let denied_topics: std::collections::HashSet<&String> = parts
+            .iter()
+            .map(|(t, _)| t)
+            .filter(|t| !ctx.authorize(Operation::Write, ResourceType::Topic, t))
+            .collect();
+        let refused = if txn_denied {
+            Some(
+                parts
+                    .iter()
+                    .map(|tp| {
+                        (
+                            tp.clone(),
+                            ResponseError::TransactionalIdAuthorizationFailed.code(),
+                        )
+                    })
+                    .collect(),
+            )
+        } else if !denied_topics.is_empty() {
+            Some(
+                parts
+                    .iter()
+                    .map(|tp| {
+                        let code = if denied_topics.contains(&tp.0) {
+                            ResponseError::TopicAuthorizationFailed
+                        } else {
+                            ResponseError::OperationNotAttempted
+                        };
+                        (tp.clone(), code.code())
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        if let Some(codes) = refused {
+            let topics = topic_results(codes);
+            if v < 4 {
+                resp.results_by_topic_v3_and_below = topics;
+            } else {
+                resp.results_by_transaction.push(
+                    AddPartitionsToTxnResult::default()
+                        .with_transactional_id(id)
+                        .with_topic_results(topics),
+                );
+            }
+            continue;
+        }
         let result = if verify_only {
             broker
                 .txns
@@ -153,6 +208,23 @@ pub async fn add_offsets_to_txn(
     ctx: &RequestContext,
     req: AddOffsetsToTxnRequest,
 ) -> HandlerResult<AddOffsetsToTxnResponse> {
+    let mut resp = AddOffsetsToTxnResponse::default();
+    if !ctx.authorize(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.0.as_str(),
+    ) {
+        resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return Ok(Some(resp));
+    }
+    if !ctx.authorize(
+        Operation::Read,
+        ResourceType::Group,
+        req.group_id.0.as_str(),
+    ) {
+        resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return Ok(Some(resp));
+    }
     let result = ctx
         .broker
         .txns
@@ -161,7 +233,6 @@ pub async fn add_offsets_to_txn(
             req.group_id.0.as_str(),
         )
         .await;
-    let mut resp = AddOffsetsToTxnResponse::default();
     if let Err(e) = result {
         resp.error_code = fenced(e, ctx.api_version, 2);
     }
@@ -174,9 +245,35 @@ pub async fn txn_offset_commit(
 ) -> HandlerResult<TxnOffsetCommitResponse> {
     let v = ctx.api_version;
     let broker = &ctx.broker;
+    // Kafka: WRITE on the transactional id and READ on the group fail
+    // every partition; READ on a topic fails that topic's partitions and
+    // the others are committed.
+    let all_denied = if !ctx.authorize(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.0.as_str(),
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if !ctx.authorize(
+        Operation::Read,
+        ResourceType::Group,
+        req.group_id.0.as_str(),
+    ) {
+        Some(ResponseError::GroupAuthorizationFailed.code())
+    } else {
+        None
+    };
+    let topic_denied: Vec<bool> = req
+        .topics
+        .iter()
+        .map(|t| !ctx.authorize(Operation::Read, ResourceType::Topic, t.name.0.as_str()))
+        .collect();
     let offsets: Vec<OffsetCommit> = req
         .topics
         .iter()
+        .zip(&topic_denied)
+        .filter(|(_, denied)| !**denied)
+        .map(|(t, _)| t)
         .flat_map(|t| {
             t.partitions.iter().map(|p| OffsetCommit {
                 topic: t.name.0.to_string(),
@@ -194,35 +291,52 @@ pub async fn txn_offset_commit(
             req.generation_id,
         )
     });
-    let result = broker
-        .txns
-        .txn_offset_commit(
-            producer(&req.transactional_id, req.producer_id.0, req.producer_epoch),
-            req.group_id.0.as_str(),
-            member,
-            offsets,
-            broker.participants(),
-        )
-        .await;
+    let result = if let Some(code) = all_denied {
+        Ok(vec![code; offsets.len()])
+    } else if offsets.is_empty() {
+        Ok(Vec::new())
+    } else {
+        broker
+            .txns
+            .txn_offset_commit(
+                producer(&req.transactional_id, req.producer_id.0, req.producer_epoch),
+                req.group_id.0.as_str(),
+                member,
+                offsets,
+                broker.participants(),
+            )
+            .await
+    };
+    let committed: usize = req
+        .topics
+        .iter()
+        .zip(&topic_denied)
+        .filter(|(_, denied)| !**denied)
+        .map(|(t, _)| t.partitions.len())
+        .sum();
     let mut codes = match result {
         Ok(codes) => codes.into_iter(),
-        Err(e) => {
-            vec![fenced(e, v, 3); req.topics.iter().map(|t| t.partitions.len()).sum()].into_iter()
-        }
+        Err(e) => vec![fenced(e, v, 3); committed].into_iter(),
     };
     let topics = req
         .topics
         .iter()
-        .map(|t| {
+        .zip(&topic_denied)
+        .map(|(t, denied)| {
             TxnOffsetCommitResponseTopic::default()
                 .with_name(t.name.clone())
                 .with_partitions(
                     t.partitions
                         .iter()
                         .map(|p| {
+                            let code = match all_denied {
+                                Some(c) => c,
+                                None if *denied => ResponseError::TopicAuthorizationFailed.code(),
+                                None => codes.next().unwrap_or(0),
+                            };
                             TxnOffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(codes.next().unwrap_or(0))
+                                .with_error_code(code)
                         })
                         .collect(),
                 )
@@ -233,6 +347,18 @@ pub async fn txn_offset_commit(
 
 pub async fn end_txn(ctx: &RequestContext, req: EndTxnRequest) -> HandlerResult<EndTxnResponse> {
     let broker = &ctx.broker;
+    if !ctx.authorize(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.0.as_str(),
+    ) {
+        return Ok(Some(
+            EndTxnResponse::default()
+                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                .with_producer_id(req.producer_id)
+                .with_producer_epoch(req.producer_epoch),
+        ));
+    }
     let result = broker
         .txns
         .end_txn(
@@ -259,6 +385,8 @@ pub async fn describe_producers(
         .topics
         .into_iter()
         .map(|t| {
+            // Kafka: READ on the topic.
+            let denied = !ctx.authorize(Operation::Read, ResourceType::Topic, t.name.0.as_str());
             let topic = logs.topic(t.name.0.as_str());
             let partitions = t
                 .partition_indexes
@@ -266,6 +394,9 @@ pub async fn describe_producers(
                 .map(|&i| {
                     let mut out = PartitionResponse::default().with_partition_index(i);
                     match topic.as_ref().and_then(|t| t.partition(i)) {
+                        _ if denied => {
+                            out.error_code = ResponseError::TopicAuthorizationFailed.code()
+                        }
                         None => out.error_code = ResponseError::UnknownTopicOrPartition.code(),
                         Some(p) => {
                             out.active_producers = p
@@ -307,6 +438,15 @@ pub async fn describe_transactions(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
             .with_transaction_start_time_ms(-1);
+        if !ctx.authorize(
+            Operation::Describe,
+            ResourceType::TransactionalId,
+            id.0.as_str(),
+        ) {
+            st.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            states.push(st);
+            continue;
+        }
         match ctx.broker.txns.describe(id.0.as_str()).await {
             None => st.error_code = ResponseError::TransactionalIdNotFound.code(),
             Some(m) => {
@@ -370,6 +510,9 @@ pub async fn list_transactions(
         .await
         .into_iter()
         .filter(|(_, _, s, _)| req.state_filters.is_empty() || states.contains(s))
+        .filter(|(id, _, _, _)| {
+            ctx.authorize(Operation::Describe, ResourceType::TransactionalId, id)
+        })
         .filter(|(_, pid, _, _)| {
             req.producer_id_filters.is_empty()
                 || req.producer_id_filters.contains(&ProducerId(*pid))

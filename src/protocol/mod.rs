@@ -10,7 +10,8 @@
 //! current client sends, close the connection).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
@@ -18,6 +19,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Ver
 
 use crate::broker::{Broker, RequestContext};
 use crate::handlers;
+use crate::security::sasl::{self, AuthState, Credentials, HandshakeError};
+use crate::security::Listener;
 
 /// Why a connection is closed instead of answered.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,8 @@ pub enum ProtocolError {
     },
     #[error("acks=0 produce failed: {0}")]
     Acks0Failure(String),
+    #[error("SASL: {0}")]
+    Sasl(String),
 }
 
 /// Per-connection facts handlers may need.
@@ -55,6 +60,27 @@ pub struct Connection {
     pub peer_addr: SocketAddr,
     /// Unique per connection (share sessions live and die with it).
     pub id: u64,
+    /// The listener it arrived on.
+    pub listener: Arc<Listener>,
+    /// Who it is and its SASL progress. A std mutex: taken briefly per
+    /// request, never across an await.
+    pub auth: Mutex<AuthState>,
+}
+
+impl Connection {
+    fn auth(&self) -> std::sync::MutexGuard<'_, AuthState> {
+        self.auth.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The largest frame to accept now: Kafka's
+    /// `sasl.server.max.receive.size` until SASL authentication completes.
+    pub fn max_frame(&self, configured: usize) -> usize {
+        if self.auth().authenticated() {
+            configured
+        } else {
+            configured.min(sasl::MAX_RECEIVE_BEFORE_AUTH)
+        }
+    }
 }
 
 /// A handler's answer: `None` sends nothing (acks=0 Produce).
@@ -71,6 +97,8 @@ pub enum Handled {
     /// A Produce whose batches are appended but whose acknowledgement waits
     /// for an fsync. Its response must still go out in request order.
     Deferred(DeferredResponse),
+    /// A response was written; then close the connection (failed SASL).
+    Close,
 }
 
 /// One row of the API table.
@@ -145,6 +173,11 @@ api_table! {
     AddOffsetsToTxn: AddOffsetsToTxnRequest => handlers::txn::add_offsets_to_txn, advertise 0..=4;
     EndTxn: EndTxnRequest => handlers::txn::end_txn, advertise 0..=5;
     TxnOffsetCommit: TxnOffsetCommitRequest => handlers::txn::txn_offset_commit, advertise 0..=5;
+    DescribeAcls: DescribeAclsRequest => handlers::security::describe_acls, advertise 0..=3;
+    CreateAcls: CreateAclsRequest => handlers::security::create_acls, advertise 0..=3;
+    DeleteAcls: DeleteAclsRequest => handlers::security::delete_acls, advertise 0..=3;
+    DescribeUserScramCredentials: DescribeUserScramCredentialsRequest => handlers::security::describe_user_scram_credentials, advertise 0..=0;
+    AlterUserScramCredentials: AlterUserScramCredentialsRequest => handlers::security::alter_user_scram_credentials, advertise 0..=0;
     DescribeProducers: DescribeProducersRequest => handlers::txn::describe_producers, advertise 0..=0;
     DescribeTransactions: DescribeTransactionsRequest => handlers::txn::describe_transactions, advertise 0..=0;
     ListTransactions: ListTransactionsRequest => handlers::txn::list_transactions, advertise 0..=1;
@@ -175,12 +208,25 @@ pub async fn handle_frame(
     frame: Bytes,
     out: &mut BytesMut,
 ) -> Result<Handled, ProtocolError> {
+    if conn.auth().expects_raw_token() {
+        return raw_sasl_token(conn, &frame, out);
+    }
     if frame.len() < 8 {
         return Err(ProtocolError::ShortFrame(frame.len()));
     }
     let raw_key = be_i16(&frame, 0);
     let version = be_i16(&frame, 2);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    if raw_key == sasl::SASL_HANDSHAKE || raw_key == sasl::SASL_AUTHENTICATE {
+        return handle_sasl(conn, raw_key, version, correlation_id, frame, out);
+    }
+    // Nothing is processed before SASL authentication completes.
+    let principal = {
+        let auth = conn.auth();
+        auth.admit(raw_key, Instant::now())
+            .map_err(|e| ProtocolError::Sasl(e.into()))?;
+        auth.principal().clone()
+    };
     let Some(api) = find_api(raw_key) else {
         return Err(ProtocolError::UnknownApi(raw_key));
     };
@@ -212,6 +258,8 @@ pub async fn handle_frame(
         connection_id: conn.id,
         api_version: version,
         client_id: header.client_id.as_ref().map(|s| s.to_string()),
+        principal,
+        listener: conn.listener.clone(),
     };
     if key == ApiKey::ApiVersions {
         // Lenient: a v3+ body we cannot parse (odd client_software_name)
@@ -249,6 +297,133 @@ pub async fn handle_frame(
     dispatch(&ctx, key, correlation_id, &mut body, out)
         .await
         .map(Handled::Answered)
+}
+
+/// SaslHandshake (17, v0-1) and SaslAuthenticate (36, v0-2). Failures are
+/// answered, then the connection closes (Kafka's authenticator); on a
+/// listener without SASL both are answered ILLEGAL_SASL_STATE.
+fn handle_sasl(
+    conn: &Connection,
+    raw_key: i16,
+    version: i16,
+    correlation_id: i32,
+    frame: Bytes,
+    out: &mut BytesMut,
+) -> Result<Handled, ProtocolError> {
+    let (key, max) = if raw_key == sasl::SASL_HANDSHAKE {
+        (ApiKey::SaslHandshake, 1)
+    } else {
+        (ApiKey::SaslAuthenticate, 2)
+    };
+    if !(0..=max).contains(&version) {
+        return Err(ProtocolError::UnsupportedVersion {
+            key,
+            version,
+            min: 0,
+            max,
+        });
+    }
+    let mut body = frame;
+    let malformed = |what| move |source| ProtocolError::Malformed { what, source };
+    RequestHeader::decode(&mut body, key.request_header_version(version))
+        .map_err(malformed("request header"))?;
+    let peer = conn.peer_addr;
+    let mut auth = conn.auth();
+    let sasl_listener = conn.listener.protocol.sasl();
+    if sasl_listener {
+        auth.admit(raw_key, Instant::now())
+            .map_err(|e| ProtocolError::Sasl(e.into()))?;
+    }
+    let illegal = kafka_protocol::ResponseError::IllegalSaslState.code();
+    if key == ApiKey::SaslHandshake {
+        let req = SaslHandshakeRequest::decode(&mut body, version)
+            .map_err(malformed("SaslHandshakeRequest"))?;
+        let mechanism = req.mechanism.as_str();
+        let outcome = auth.handshake(mechanism, version, &conn.listener);
+        let mut resp = SaslHandshakeResponse::default().with_mechanisms(
+            conn.listener
+                .mechanisms
+                .iter()
+                .map(|m| handlers::str_bytes(m.clone()))
+                .collect(),
+        );
+        resp.error_code = match &outcome {
+            Ok(()) => 0,
+            Err(HandshakeError::Unsupported) => {
+                kafka_protocol::ResponseError::UnsupportedSaslMechanism.code()
+            }
+            Err(HandshakeError::IllegalState(_)) => illegal,
+        };
+        encode_response(key, version, correlation_id, &resp, out)?;
+        return Ok(match outcome {
+            Ok(()) => Handled::Answered(true),
+            Err(_) if !sasl_listener => Handled::Answered(true),
+            Err(e) => {
+                tracing::info!(%peer, mechanism, error = ?e, "SASL handshake refused; closing");
+                Handled::Close
+            }
+        });
+    }
+    let req = SaslAuthenticateRequest::decode(&mut body, version)
+        .map_err(malformed("SaslAuthenticateRequest"))?;
+    let mut resp = SaslAuthenticateResponse::default();
+    if !sasl_listener {
+        resp.error_code = illegal;
+        resp.error_message = Some(handlers::str_bytes("SASL is not enabled on this listener"));
+        encode_response(key, version, correlation_id, &resp, out)?;
+        return Ok(Handled::Answered(true));
+    }
+    let b = &conn.broker;
+    let creds = Credentials {
+        plain_users: &b.config.sasl_plain_users,
+        scram: &b.scram,
+        rng: &b.rng,
+        reauth_ms: b.config.connections_max_reauth_ms,
+    };
+    match auth.authenticate(&req.auth_bytes, &creds, Instant::now()) {
+        Ok(progress) => {
+            resp.auth_bytes = Bytes::from(progress.response);
+            if let Some(lifetime) = progress.done {
+                tracing::debug!(%peer, principal = %auth.principal(), "SASL authentication complete");
+                if version >= 1 {
+                    resp.session_lifetime_ms = lifetime;
+                }
+            }
+            encode_response(key, version, correlation_id, &resp, out)?;
+            Ok(Handled::Answered(true))
+        }
+        Err(message) => {
+            // The message never holds a secret; nor does this log line.
+            tracing::info!(%peer, error = %message, "SASL authentication failed; closing");
+            resp.error_code = kafka_protocol::ResponseError::SaslAuthenticationFailed.code();
+            resp.error_message = Some(handlers::str_bytes(message));
+            encode_response(key, version, correlation_id, &resp, out)?;
+            Ok(Handled::Close)
+        }
+    }
+}
+
+/// A raw SASL token (the frames after SaslHandshake v0): answered with a
+/// raw token; a failure closes the connection without an answer.
+fn raw_sasl_token(
+    conn: &Connection,
+    frame: &[u8],
+    out: &mut BytesMut,
+) -> Result<Handled, ProtocolError> {
+    let b = &conn.broker;
+    let creds = Credentials {
+        plain_users: &b.config.sasl_plain_users,
+        scram: &b.scram,
+        rng: &b.rng,
+        reauth_ms: b.config.connections_max_reauth_ms,
+    };
+    let progress = conn
+        .auth()
+        .authenticate(frame, &creds, Instant::now())
+        .map_err(ProtocolError::Sasl)?;
+    out.put_i32(progress.response.len() as i32);
+    out.extend_from_slice(&progress.response);
+    Ok(Handled::Answered(true))
 }
 
 /// Frames a response into `buf`: size, header (version from the API key), body.

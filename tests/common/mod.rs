@@ -50,6 +50,36 @@ impl TestBroker {
         }
     }
 
+    /// As `start_with`, binding every listener of the config (`listen` and
+    /// `[[listeners]]`, use port 0); returns their addresses, `listen` first.
+    pub async fn start_listeners(
+        dir: &std::path::Path,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (TestBroker, Vec<SocketAddr>) {
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.to_string_lossy().into(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let bound = weir::server::BoundListener::bind_all(&config)
+            .await
+            .unwrap();
+        let addrs: Vec<SocketAddr> = bound.iter().map(|l| l.local_addr().unwrap()).collect();
+        let broker = Arc::new(Broker::open(Arc::new(config), addrs[0]).unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(weir::server::run_listeners(bound, broker, async move {
+            let _ = rx.await;
+        }));
+        let b = TestBroker {
+            addr: addrs[0],
+            data_dir: dir.to_owned(),
+            shutdown: Some(tx),
+            handle: Some(handle),
+        };
+        (b, addrs)
+    }
+
     pub async fn client(&self) -> Client {
         Client {
             stream: TcpStream::connect(self.addr).await.unwrap(),
