@@ -723,6 +723,42 @@ mod tests {
     }
 
     #[test]
+    fn passwords_are_never_broker_configs() {
+        let mut c = Config::default();
+        c.sasl_plain_users
+            .insert("alice".into(), "alice-secret".into());
+        assert!(c
+            .kafka_properties()
+            .iter()
+            .all(|(k, v)| !v.contains("alice-secret") && !k.starts_with("sasl.plain")));
+    }
+
+    #[test]
+    fn security_settings_are_checked() {
+        let e = Config::from_toml(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\nsecurity-protocol = \"SSL\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ssl-certificate-location"), "{e}");
+        let e = Config::from_toml(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\nsecurity-protocol = \"SASL_PLAINTEXT\"\nsasl-enabled-mechanisms = [\"GSSAPI\"]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sasl-enabled-mechanisms"), "{e}");
+        let e = Config::from_toml("super-users = [\"admin\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("super-users"), "{e}");
+        let ok = Config::from_toml(
+            "authorizer = \"acl\"\n[sasl-plain-users]\nalice = \"x\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\nsecurity-protocol = \"SASL_PLAINTEXT\"",
+        )
+        .unwrap();
+        assert_eq!(ok.listeners[0].sasl_enabled_mechanisms.len(), 3);
+    }
+
+    #[test]
     fn kafka_names_are_dotted() {
         let props = Config::default().kafka_properties();
         assert!(props
