@@ -210,6 +210,35 @@ def drive_consumer_protocol(bootstrap):
         c.close()
 
 
+def drive_security(bootstrap):
+    """ACL and SCRAM credential admin APIs (the broker has no authorizer:
+    the ACL requests are answered SECURITY_DISABLED, which is fine for seeds)."""
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
+                                       AclPermissionType, AdminClient, ResourcePatternType,
+                                       ResourceType, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialDeletion,
+                                       UserScramCredentialUpsertion)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    acl = AclBinding(ResourceType.TOPIC, "t", ResourcePatternType.PREFIXED, "User:alice", "*",
+                     AclOperation.WRITE, AclPermissionType.ALLOW)
+    flt = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                           AclOperation.ANY, AclPermissionType.ANY)
+    for fut in [*admin.create_acls([acl]).values(), admin.describe_acls(flt),
+                *admin.delete_acls([flt]).values()]:
+        try:
+            fut.result(10)
+        except Exception:
+            pass
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096)
+    for fut in admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion("alice", info, b"pw")]).values():
+        fut.result(10)
+    admin.describe_user_scram_credentials(["alice"])
+    for fut in admin.alter_user_scram_credentials(
+            [UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_256)]).values():
+        fut.result(10)
+
+
 def drive_kafkajs(bootstrap):
     script = os.path.join(ROOT, "compat", "kafkajs", "scenarios.js")
     for scenario in ["idempotent", "transactions", "sendOffsets", "fencing"]:
@@ -233,7 +262,7 @@ def main():
     bootstrap = f"127.0.0.1:{port}"
     try:
         drivers = (drive_kafka_python, drive_confluent, drive_share, drive_consumer_protocol,
-                   drive_kafkajs)
+                   drive_security, drive_kafkajs)
         only = os.environ.get("CORPUS_DRIVERS")  # e.g. "drive_consumer_protocol"
         for drive in drivers:
             if only and drive.__name__ not in only.split(","):

@@ -310,6 +310,10 @@ async fn fuzz_request_path() {
         log_segment_bytes: 1 << 20,
         log_retention_bytes: 4 << 20,
         group_min_session_timeout_ms: 10,
+        // Every request goes through the authorizer; ACLs the fuzzer
+        // creates then deny some of what follows, which is more paths.
+        authorizer: "acl".into(),
+        allow_everyone_if_no_acl_found: true,
         ..Config::default()
     };
     let addr: SocketAddr = "127.0.0.1:9092".parse().unwrap();
