@@ -14,7 +14,8 @@ use weir::{cli, Broker, Config};
     version,
     about = "A Kafka wire-protocol-compatible single-node broker, and tools for any Kafka-compatible broker",
     after_help = "The client commands take -b/--bootstrap-server HOST:PORT[,HOST:PORT] \
-(default 127.0.0.1:9092, or $WEIR_BOOTSTRAP_SERVER) and --format text|json. \
+(default 127.0.0.1:9092, or $WEIR_BOOTSTRAP_SERVER), --command-config FILE (Kafka client \
+properties for TLS/SASL listeners) and --format text|json. \
 They exit 0 on success and 1 on any failure, with one error line on stderr."
 )]
 struct Cli {

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir::config::ListenerConfig;
-use weir::security::scram::Mechanism;
+use weir::security::scram::{self, Mechanism};
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -79,30 +79,10 @@ async fn login_scram(c: &mut Client, m: Mechanism, user: &str, password: &str) -
         return first.error_code;
     }
     let server_first = String::from_utf8(first.auth_bytes.to_vec()).unwrap();
-    let attrs: std::collections::HashMap<&str, &str> = server_first
-        .split(',')
-        .filter_map(|a| a.split_once('='))
-        .collect();
-    assert!(attrs["r"].starts_with("clientnonce42"));
-    let salt = B64.decode(attrs["s"]).unwrap();
-    let salted = m.salted_password(password.as_bytes(), &salt, attrs["i"].parse().unwrap());
-    let client_key = m.hmac(&salted, b"Client Key");
-    let without_proof = format!("c=biws,r={}", attrs["r"]);
-    let auth_message = format!("{bare},{server_first},{without_proof}");
-    let signature = m.hmac(&m.hash(&client_key), auth_message.as_bytes());
-    let proof: Vec<u8> = client_key
-        .iter()
-        .zip(&signature)
-        .map(|(a, b)| a ^ b)
-        .collect();
-    let last = authenticate(
-        c,
-        format!("{without_proof},p={}", B64.encode(proof)).as_bytes(),
-    )
-    .await
-    .unwrap();
+    assert!(server_first.starts_with("r=clientnonce42"));
+    let (last, expected) = scram::client_final(m, password, &bare, &server_first).unwrap();
+    let last = authenticate(c, last.as_bytes()).await.unwrap();
     if last.error_code == 0 {
-        let expected = m.hmac(&m.hmac(&salted, b"Server Key"), auth_message.as_bytes());
         assert_eq!(
             String::from_utf8(last.auth_bytes.to_vec()).unwrap(),
             format!("v={}", B64.encode(expected)),
@@ -727,5 +707,87 @@ async fn tls_listener_and_client_certificates() {
         }
     };
     assert!(refused, "mTLS without a certificate must fail");
+    b.stop().await;
+}
+
+/// The tools' client (`--command-config`) over SASL SCRAM and TLS.
+#[tokio::test]
+async fn the_tools_client_speaks_sasl_and_tls() {
+    use weir::client::{Client, ClientSecurity};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let path = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(path("server.pem"), server.pem()).unwrap();
+    std::fs::write(path("server.key"), key.serialize_pem()).unwrap();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    let (b, addrs) = TestBroker::start_listeners(&dir.path().join("data"), |c| {
+        c.listeners = vec![ListenerConfig {
+            address: "127.0.0.1:0".into(),
+            security_protocol: "SASL_SSL".into(),
+            sasl_enabled_mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-512".into()],
+        }];
+        c.ssl_certificate_location = path("server.pem");
+        c.ssl_key_location = path("server.key");
+        c.sasl_plain_users = users(&[("admin", "adm")]);
+    })
+    .await;
+    let boot = addrs[1].to_string();
+    let plain = ClientSecurity::from_properties(&format!(
+        "security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\nsasl.username=admin\n\
+         sasl.password=adm\nssl.ca.location={}\n",
+        path("ca.pem")
+    ))
+    .unwrap();
+    let mut admin = Client::connect_with(&boot, plain).await.unwrap();
+    // Create a SCRAM user through the secured connection.
+    let m = Mechanism::Sha512;
+    let salt = b"0123456789".to_vec();
+    let upsert = alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+        .with_name(s("tool"))
+        .with_mechanism(m.code())
+        .with_iterations(4096)
+        .with_salted_password(Bytes::from(m.salted_password(b"tool-pw", &salt, 4096)))
+        .with_salt(Bytes::from(salt));
+    let r = admin
+        .any()
+        .await
+        .unwrap()
+        .send(&AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsert]))
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].error_code, 0);
+    let jaas = |pw: &str| {
+        ClientSecurity::from_properties(&format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"tool\" password=\"{pw}\";\n\
+             ssl.ca.location={}\n",
+            path("ca.pem")
+        ))
+        .unwrap()
+    };
+    let mut tool = Client::connect_with(&boot, jaas("tool-pw")).await.unwrap();
+    tool.metadata(None, false).await.unwrap();
+    // A fresh connection to the advertised address: this same listener.
+    let conn = tool.broker(1).await.unwrap();
+    assert_eq!(conn.addr(), format!("127.0.0.1:{}", addrs[1].port()));
+    conn.send(&ApiVersionsRequest::default()).await.unwrap();
+    let err = Client::connect_with(&boot, jaas("nope"))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("SASL_AUTHENTICATION_FAILED"),
+        "{err}"
+    );
+    // Without TLS settings, the SASL_SSL listener is unreachable.
+    assert!(Client::connect(&boot).await.is_err());
     b.stop().await;
 }

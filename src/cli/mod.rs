@@ -34,6 +34,11 @@ pub struct Common {
         global = true
     )]
     pub bootstrap: String,
+    /// Kafka client properties for a secured listener: security.protocol,
+    /// sasl.mechanism, sasl.username/sasl.password (or sasl.jaas.config),
+    /// ssl.ca.location, ssl.certificate.location/ssl.key.location.
+    #[arg(long = "command-config", value_name = "FILE", global = true)]
+    pub command_config: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
@@ -164,7 +169,16 @@ where
         }
     };
     let result = runtime.block_on(async {
-        let client = Client::connect(&common.bootstrap).await?;
+        let security = match &common.command_config {
+            None => crate::client::ClientSecurity::default(),
+            Some(path) => crate::client::ClientSecurity::from_file(path).map_err(|message| {
+                ClientError::Other {
+                    addr: common.bootstrap.clone(),
+                    message,
+                }
+            })?,
+        };
+        let client = Client::connect_with(&common.bootstrap, security).await?;
         f(client).await
     });
     match result {

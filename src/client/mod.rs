@@ -8,12 +8,16 @@
 //!   framing, correlation ids, timeouts.
 //! - [`Client`]: bootstrap, the cluster's brokers from Metadata, and routing
 //!   (partition leaders, the controller, group coordinators).
+//! - [`security`]: TLS and SASL (PLAIN, SCRAM) from Kafka client
+//!   properties (`--command-config`).
 //! - [`group`]: a classic-protocol group member (JoinGroup/SyncGroup with
 //!   the `range` assignor, heartbeats, commits, leave).
 
 pub mod group;
+pub mod security;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -21,7 +25,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+
+pub use security::ClientSecurity;
+use security::Io;
 
 /// How long connecting to one address may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,7 +88,8 @@ pub fn error_name(code: i16) -> String {
 /// One connection to one broker.
 pub struct BrokerConn {
     addr: String,
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Io>>,
+    security: Arc<ClientSecurity>,
     correlation: i32,
     /// Broker's (min, max) per API key, from ApiVersions.
     versions: HashMap<i16, (i16, i16)>,
@@ -90,20 +97,21 @@ pub struct BrokerConn {
 }
 
 impl BrokerConn {
-    /// Connects and negotiates versions.
-    pub async fn connect(addr: &str) -> Result<BrokerConn> {
+    /// Connects (TLS when configured), negotiates versions, and
+    /// authenticates when SASL is configured.
+    pub async fn connect(addr: &str, security: &Arc<ClientSecurity>) -> Result<BrokerConn> {
         let connect_err = |message: String| ClientError::Connect {
             addr: addr.to_string(),
             message,
         };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, security.open(addr))
             .await
             .map_err(|_| connect_err(format!("timed out after {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| connect_err(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
         let mut conn = BrokerConn {
             addr: addr.to_string(),
             stream: BufReader::new(stream),
+            security: security.clone(),
             correlation: 0,
             versions: HashMap::new(),
             client_id: StrBytes::from_static_str("weir-cli"),
@@ -133,11 +141,88 @@ impl BrokerConn {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        if let Some(sasl) = &security.sasl {
+            conn.authenticate(sasl).await?;
+        }
         Ok(conn)
     }
 
+    /// SaslHandshake v1 + SaslAuthenticate: PLAIN in one round, SCRAM in two.
+    async fn authenticate(&mut self, sasl: &security::Sasl) -> Result<()> {
+        let failed = |addr: &str, message: String| ClientError::Connect {
+            addr: addr.to_string(),
+            message: format!("SASL {}: {message}", sasl.mechanism),
+        };
+        let hs = self
+            .send_at(
+                1,
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_string(sasl.mechanism.clone())),
+            )
+            .await?;
+        if hs.error_code != 0 {
+            let offered: Vec<&str> = hs.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(failed(
+                &self.addr,
+                format!("{} (broker offers {offered:?})", error_name(hs.error_code)),
+            ));
+        }
+        let answer = |r: SaslAuthenticateResponse| {
+            if r.error_code == 0 {
+                Ok(r.auth_bytes)
+            } else {
+                Err(format!(
+                    "{}{}",
+                    error_name(r.error_code),
+                    r.error_message
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ))
+            }
+        };
+        let addr = self.addr.clone();
+        match crate::security::scram::Mechanism::from_name(&sasl.mechanism) {
+            None => {
+                let token = format!("\0{}\0{}", sasl.username, sasl.password).into_bytes();
+                answer(self.sasl_step(token).await?).map_err(|m| failed(&addr, m))?;
+            }
+            Some(m) => {
+                let nonce: String = uuid::Uuid::new_v4().simple().to_string();
+                let bare = crate::security::scram::client_first_bare(&sasl.username, &nonce);
+                let first = answer(self.sasl_step(format!("n,,{bare}").into_bytes()).await?)
+                    .map_err(|e| failed(&addr, e))?;
+                let first = String::from_utf8_lossy(&first).into_owned();
+                if !first.starts_with(&format!("r={nonce}")) {
+                    return Err(failed(
+                        &addr,
+                        "the server's nonce does not extend ours".into(),
+                    ));
+                }
+                let (last, signature) =
+                    crate::security::scram::client_final(m, &sasl.password, &bare, &first)
+                        .map_err(|e| failed(&addr, e.to_string()))?;
+                let server_final = answer(self.sasl_step(last.into_bytes()).await?)
+                    .map_err(|e| failed(&addr, e))?;
+                use base64::Engine;
+                let expected = format!(
+                    "v={}",
+                    base64::engine::general_purpose::STANDARD.encode(signature)
+                );
+                if server_final[..] != *expected.as_bytes() {
+                    return Err(failed(&addr, "the server's signature is wrong".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn sasl_step(&mut self, token: Vec<u8>) -> Result<SaslAuthenticateResponse> {
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        self.send_at(1, &req).await
+    }
+
     async fn reconnect(old: &BrokerConn) -> Result<BrokerConn> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&old.addr))
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, old.security.open(&old.addr))
             .await
             .map_err(|_| ClientError::Connect {
                 addr: old.addr.clone(),
@@ -150,6 +235,7 @@ impl BrokerConn {
         Ok(BrokerConn {
             addr: old.addr.clone(),
             stream: BufReader::new(stream),
+            security: old.security.clone(),
             correlation: 0,
             versions: HashMap::new(),
             client_id: old.client_id.clone(),
@@ -355,6 +441,7 @@ impl TopicInfo {
 /// Bootstrap and routing.
 pub struct Client {
     bootstrap: Vec<String>,
+    security: Arc<ClientSecurity>,
     /// Node id -> "host:port".
     brokers: HashMap<i32, String>,
     conns: HashMap<i32, BrokerConn>,
@@ -368,6 +455,12 @@ impl Client {
     /// Connects to the first reachable bootstrap address
     /// (`HOST:PORT[,HOST:PORT]`).
     pub async fn connect(bootstrap: &str) -> Result<Client> {
+        Client::connect_with(bootstrap, ClientSecurity::default()).await
+    }
+
+    /// As [`Self::connect`], over TLS and/or SASL.
+    pub async fn connect_with(bootstrap: &str, security: ClientSecurity) -> Result<Client> {
+        let security = Arc::new(security);
         let list: Vec<String> = bootstrap
             .split(',')
             .map(|s| s.trim().to_string())
@@ -375,10 +468,11 @@ impl Client {
             .collect();
         let mut last = None;
         for addr in &list {
-            match BrokerConn::connect(addr).await {
+            match BrokerConn::connect(addr, &security).await {
                 Ok(conn) => {
                     let mut c = Client {
                         bootstrap: list.clone(),
+                        security: security.clone(),
                         brokers: HashMap::new(),
                         conns: HashMap::new(),
                         boot: Some(conn),
@@ -438,7 +532,7 @@ impl Client {
                 Some(b) if b.addr == addr => b,
                 other => {
                     self.boot = other;
-                    BrokerConn::connect(&addr).await?
+                    BrokerConn::connect(&addr, &self.security).await?
                 }
             };
             self.conns.insert(node, conn);

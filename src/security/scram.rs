@@ -384,6 +384,57 @@ impl ScramServer {
     }
 }
 
+/// The client side (for the `weir` tools and tests): the
+/// client-final-message answering `server_first`, and the server signature
+/// the server-final-message must carry.
+pub fn client_final(
+    mechanism: Mechanism,
+    password: &str,
+    client_first_bare: &str,
+    server_first: &str,
+) -> Result<(String, Vec<u8>), ScramError> {
+    let mut nonce = None;
+    let mut salt = None;
+    let mut iterations = None;
+    for attr in server_first.split(',') {
+        match attr.split_once('=') {
+            Some(("r", v)) => nonce = Some(v),
+            Some(("s", v)) => salt = B64.decode(v).ok(),
+            Some(("i", v)) => iterations = v.parse::<u32>().ok(),
+            _ => {}
+        }
+    }
+    let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
+        return Err(ScramError::Malformed("bad server-first-message"));
+    };
+    if iterations > MAX_ITERATIONS as u32 * 4 {
+        return Err(ScramError::Malformed("too many iterations"));
+    }
+    let salted = mechanism.salted_password(password.as_bytes(), &salt, iterations);
+    let client_key = mechanism.hmac(&salted, b"Client Key");
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+    let signature = mechanism.hmac(&mechanism.hash(&client_key), auth_message.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let server_key = mechanism.hmac(&salted, b"Server Key");
+    Ok((
+        format!("{without_proof},p={}", B64.encode(proof)),
+        mechanism.hmac(&server_key, auth_message.as_bytes()),
+    ))
+}
+
+/// A client-first-message-bare for `user` (escaped) and `nonce`.
+pub fn client_first_bare(user: &str, nonce: &str) -> String {
+    format!(
+        "n={},r={nonce}",
+        user.replace('=', "=3D").replace(',', "=2C")
+    )
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -462,38 +513,6 @@ fn unescape(s: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// A SCRAM client, to drive the server in tests.
-    pub(crate) fn client_final(
-        mechanism: Mechanism,
-        password: &str,
-        client_first_bare: &str,
-        server_first: &str,
-    ) -> (String, Vec<u8>) {
-        let attrs: BTreeMap<&str, &str> = server_first
-            .split(',')
-            .filter_map(|a| a.split_once('='))
-            .collect();
-        let salt = B64.decode(attrs["s"]).unwrap();
-        let iterations: u32 = attrs["i"].parse().unwrap();
-        let salted = mechanism.salted_password(password.as_bytes(), &salt, iterations);
-        let client_key = mechanism.hmac(&salted, b"Client Key");
-        let stored_key = mechanism.hash(&client_key);
-        let without_proof = format!("c=biws,r={}", attrs["r"]);
-        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-        let signature = mechanism.hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
-        let server_key = mechanism.hmac(&salted, b"Server Key");
-        let expected_v = mechanism.hmac(&server_key, auth_message.as_bytes());
-        (
-            format!("{without_proof},p={}", B64.encode(proof)),
-            expected_v,
-        )
-    }
-
     /// RFC 7677's SCRAM-SHA-256 example, with the server's nonce and salt
     /// taken from it: the exact proof and server signature.
     #[test]
@@ -545,14 +564,15 @@ mod tests {
         );
         let lookup = |u: &str, mm: Mechanism| (u == "a,b=c" && mm == m).then(|| cred.clone());
         let mut server = ScramServer::new(m);
-        let bare = "n=a=2Cb=3Dc,r=clientnonce";
+        let bare = &client_first_bare("a,b=c", "clientnonce");
+        assert_eq!(bare, "n=a=2Cb=3Dc,r=clientnonce");
         let Step::Continue(first) = server.step(format!("n,,{bare}").as_bytes(), lookup, &rng)?
         else {
             panic!("one step is not enough")
         };
         let first = String::from_utf8(first).unwrap();
         assert!(first.starts_with("r=clientnonce"), "{first}");
-        let (final_msg, expected_v) = client_final(m, tried, bare, &first);
+        let (final_msg, expected_v) = client_final(m, tried, bare, &first).unwrap();
         match server.step(final_msg.as_bytes(), |_, _| None, &rng)? {
             Step::Done { user, response } => {
                 assert_eq!(
