@@ -183,6 +183,12 @@ pub struct Config {
     /// connection before it ends (KIP-368), and a connection whose session
     /// ended is closed at its next request. `0` = forever. Default `0` (Kafka's).
     pub connections_max_reauth_ms: i64,
+    /// After a failed SASL handshake or authentication, the error response
+    /// is sent and the connection closed this much later (Kafka's
+    /// `connection.failed.authentication.delay.ms`): clients that drop
+    /// bytes arriving with the close still read the error, and password
+    /// guessing slows down. Default `100`.
+    pub connection_failed_authentication_delay_ms: u64,
     /// `acl` turns on Kafka's ACL authorizer; `""` authorizes everything.
     /// Default `""`.
     pub authorizer: String,
@@ -282,6 +288,7 @@ impl Default for Config {
             ssl_truststore_location: String::new(),
             sasl_plain_users: Default::default(),
             connections_max_reauth_ms: 0,
+            connection_failed_authentication_delay_ms: 100,
             authorizer: String::new(),
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,

@@ -318,6 +318,8 @@ async fn serve_connection<R, W>(
     // Invariant: empty, or its front is `Pending::Waiting`; `write_buf`
     // holds responses that precede all of it.
     let mut queue: VecDeque<Pending> = VecDeque::new();
+    // Set when SASL failed: the close is delayed after the error response.
+    let mut auth_failed = false;
     let conn = protocol::Connection {
         broker,
         local_addr: local,
@@ -408,6 +410,7 @@ async fn serve_connection<R, W>(
                 if !behind.is_empty() {
                     queue.push_back(Pending::Ready(behind));
                 }
+                auth_failed = true;
                 break;
             }
             Err(e) => {
@@ -432,6 +435,10 @@ async fn serve_connection<R, W>(
     // Responses of requests handled before a close are still delivered.
     drain(&mut queue, &mut write_buf, peer).await;
     let _ = flush(&mut writer, &mut write_buf).await;
+    if auth_failed {
+        let delay = conn.broker.config.connection_failed_authentication_delay_ms;
+        tokio::time::sleep(Duration::from_millis(delay.min(60_000))).await;
+    }
     let _ = writer.shutdown().await;
     // Share sessions die with their connection: their records go back.
     conn.broker.share.connection_closed(conn.id).await;

@@ -132,8 +132,10 @@ async fn sasl_state_machine() {
     assert_eq!(listed, ["PLAIN", "SCRAM-SHA-256"]);
     assert!(c.is_closed().await);
 
-    // Wrong password: SASL_AUTHENTICATION_FAILED, then closed.
+    // Wrong password: SASL_AUTHENTICATION_FAILED, then closed, 100 ms
+    // later (connection-failed-authentication-delay-ms).
     let (mut c, r) = login_plain(sasl, "alice", "wrong").await;
+    let answered = std::time::Instant::now();
     assert_eq!(r.error_code, ResponseError::SaslAuthenticationFailed.code());
     let message = r.error_message.unwrap().to_string();
     assert!(
@@ -141,6 +143,7 @@ async fn sasl_state_machine() {
         "no credentials echoed: {message}"
     );
     assert!(c.is_closed().await);
+    assert!(answered.elapsed() >= Duration::from_millis(80));
 
     // Right password: requests flow, Metadata advertises this listener.
     let (mut c, r) = login_plain(sasl, "alice", "alice-secret").await;
