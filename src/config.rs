@@ -171,9 +171,10 @@ pub struct Config {
     pub ssl_certificate_location: String,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate. Default `""`.
     pub ssl_key_location: String,
-    /// Client certificates on TLS listeners: `none`, `requested` (checked
+    /// Client certificates on SSL listeners: `none`, `requested` (checked
     /// when sent) or `required` (mutual TLS; the principal is the
-    /// certificate's subject). Default `none` (Kafka's).
+    /// certificate's subject). SASL_SSL listeners identify clients by SASL
+    /// and ask for no certificate (Kafka, KIP-684). Default `none` (Kafka's).
     pub ssl_client_auth: String,
     /// PEM CA certificates client certificates must chain to. Default `""`.
     pub ssl_truststore_location: String,

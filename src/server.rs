@@ -92,29 +92,30 @@ impl BoundListener {
     }
 
     /// Binds `listen` (PLAINTEXT) and every `[[listeners]]` entry, loading
-    /// the TLS certificate once if any listener needs it.
+    /// the TLS certificate once per kind of TLS listener.
     pub async fn bind_all(config: &Config) -> anyhow::Result<Vec<BoundListener>> {
-        let tls = if config.listeners.iter().any(|l| {
-            SecurityProtocol::parse(&l.security_protocol).is_some_and(SecurityProtocol::tls)
-        }) {
-            Some(crate::security::tls::server_config(config)?)
-        } else {
-            None
-        };
+        let mut tls_configs: Vec<(SecurityProtocol, Arc<rustls::ServerConfig>)> = Vec::new();
         let mut bound = vec![
             BoundListener::bind(&config.listen, SecurityProtocol::Plaintext, vec![], None).await?,
         ];
         for l in &config.listeners {
             let protocol = SecurityProtocol::parse(&l.security_protocol)
                 .ok_or_else(|| anyhow::anyhow!("bad security-protocol {}", l.security_protocol))?;
+            let tls = if protocol.tls() {
+                match tls_configs.iter().find(|(p, _)| *p == protocol) {
+                    Some((_, c)) => Some(c.clone()),
+                    None => {
+                        let c = crate::security::tls::server_config(config, protocol)?;
+                        tls_configs.push((protocol, c.clone()));
+                        Some(c)
+                    }
+                }
+            } else {
+                None
+            };
             bound.push(
-                BoundListener::bind(
-                    &l.address,
-                    protocol,
-                    l.sasl_enabled_mechanisms.clone(),
-                    tls.clone(),
-                )
-                .await?,
+                BoundListener::bind(&l.address, protocol, l.sasl_enabled_mechanisms.clone(), tls)
+                    .await?,
             );
         }
         Ok(bound)

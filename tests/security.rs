@@ -740,6 +740,9 @@ async fn the_tools_client_speaks_sasl_and_tls() {
         c.ssl_certificate_location = path("server.pem");
         c.ssl_key_location = path("server.key");
         c.sasl_plain_users = users(&[("admin", "adm")]);
+        // SSL listeners only: SASL_SSL clients bring no certificate (KIP-684).
+        c.ssl_client_auth = "required".into();
+        c.ssl_truststore_location = path("ca.pem");
     })
     .await;
     let boot = addrs[1].to_string();

@@ -18,8 +18,13 @@ use rustls::{RootCertStore, ServerConfig};
 
 use crate::config::Config;
 
-/// The TLS acceptor of the broker's TLS listeners, from the `ssl-*` keys.
-pub fn server_config(config: &Config) -> anyhow::Result<Arc<ServerConfig>> {
+/// The TLS config of the broker's TLS listeners, from the `ssl-*` keys.
+/// `ssl-client-auth` applies to SSL listeners only: SASL_SSL clients are
+/// identified by SASL and never asked for a certificate (Kafka, KIP-684).
+pub fn server_config(
+    config: &Config,
+    protocol: crate::security::SecurityProtocol,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(&config.ssl_certificate_location)
             .and_then(|it| it.collect::<Result<_, _>>())
@@ -40,7 +45,9 @@ pub fn server_config(config: &Config) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let builder = if config.ssl_client_auth == "none" {
+    let client_auth =
+        protocol == crate::security::SecurityProtocol::Ssl && config.ssl_client_auth != "none";
+    let builder = if !client_auth {
         builder.with_no_client_auth()
     } else {
         let mut roots = RootCertStore::empty();
