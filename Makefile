@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint rust-test fuzz fuzz-corpus compat bench bench-smoke compat-librdkafka compat-librdkafka-consumer compat-librdkafka-quick librdkafka-deps
+.PHONY: run test lint rust-test fuzz fuzz-corpus compat bench bench-smoke compat-librdkafka compat-librdkafka-consumer compat-librdkafka-security compat-librdkafka-quick librdkafka-deps
 
 ## Run the broker on 127.0.0.1:9092 with data in ./data.
 run:
@@ -76,15 +76,27 @@ compat-librdkafka-consumer: librdkafka-deps
 	cargo build --locked --release
 	python3 compat/librdkafka/run.py --consumer-protocol
 
-## The quick subsets `make test` runs (classic, then consumer protocol).
-compat-librdkafka-quick: librdkafka-deps
+## librdkafka's SASL/SSL/ACL tests against a secured Weir (tests tagged
+## `security*`: SASL_SSL with SCRAM-SHA-512, SSL with client certificates,
+## SASL_PLAINTEXT with PLAIN, the ACL authorizer on). librdkafka needs
+## OpenSSL's headers for TLS and SCRAM; the runner makes its certificates
+## with the openssl command and runs kafka-acls.sh with confluent_kafka (.venv).
+compat-librdkafka-security: librdkafka-deps $(VENV)/.installed
+	cargo build --locked --release
+	python3 compat/librdkafka/run.py --security
+
+## The quick subsets `make test` runs (classic, consumer protocol, security).
+compat-librdkafka-quick: librdkafka-deps $(VENV)/.installed
 	cargo build --locked --release
 	python3 compat/librdkafka/run.py --quick
 	python3 compat/librdkafka/run.py --quick --consumer-protocol
+	python3 compat/librdkafka/run.py --quick --security
 
-## Headers librdkafka's build uses when present (zlib, zstd); CI runs as
-## root on a fresh machine. Without them the build still works, with fewer codecs.
-LIBRDKAFKA_DEBS := zlib1g-dev libzstd-dev
+## Headers librdkafka's build uses when present (zlib, zstd, OpenSSL for
+## TLS and SCRAM) and the openssl command (the security run's
+## certificates); CI runs as root on a fresh machine. Without them the build
+## still works, with fewer codecs and no TLS.
+LIBRDKAFKA_DEBS := zlib1g-dev libzstd-dev libssl-dev openssl
 librdkafka-deps:
 	@dpkg -s $(LIBRDKAFKA_DEBS) >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq $(LIBRDKAFKA_DEBS)) || \
