@@ -50,9 +50,11 @@ fuzz-corpus: $(VENV)/.installed compat/kafkajs/node_modules/.installed
 	cargo build --locked --release
 	$(PY) compat/capture_corpus.py
 
+## Three test files at a time: the clients mostly wait on the network
+## and on timeouts (5.2 min in one process, 1.9 min like this).
 compat: $(VENV)/.installed compat/kafkajs/node_modules/.installed
 	cargo build --locked --release
-	$(PY) -m pytest compat -q
+	$(PY) -m pytest compat -q -n 3 --dist loadfile
 
 compat/kafkajs/node_modules/.installed: compat/kafkajs/package-lock.json
 	cd compat/kafkajs && npm ci --silent --no-audit --no-fund
