@@ -9,9 +9,14 @@ run:
 	cargo run --release -- serve
 
 ## Everything CI runs: lints, Rust unit + integration tests, real clients,
-## and a tiny run of the load benchmark so it keeps working (pytest last:
-## its summary closes the output).
-test: lint rust-test fuzz bench-smoke compat-librdkafka-quick compat
+## and a tiny run of the load benchmark so it keeps working. Three stages;
+## within a stage the targets run side by side (each one's output kept
+## together): test runs mostly wait on sockets and timers while builds use
+## both cores, so overlapping them took a fresh run from 19.4 to ~15 min.
+test:
+	$(MAKE) lint
+	$(MAKE) -j3 --output-sync=target rust-test fuzz bench-smoke
+	$(MAKE) -j2 --output-sync=target compat-librdkafka-quick compat
 
 lint:
 	cargo fmt --all -- --check
