@@ -122,6 +122,16 @@ impl Broker {
         }
     }
 
+    /// What SASL authentication checks against.
+    pub fn sasl_credentials(&self) -> crate::security::sasl::Credentials<'_> {
+        crate::security::sasl::Credentials {
+            plain_users: &self.config.sasl_plain_users,
+            scram: &self.scram,
+            rng: &self.rng,
+            reauth_ms: self.config.connections_max_reauth_ms,
+        }
+    }
+
     pub fn node_id(&self) -> i32 {
         self.config.node_id
     }

@@ -122,72 +122,48 @@ pub async fn add_partitions_to_txn(
             .map(|(t, _)| t)
             .filter(|t| !ctx.authorize(Operation::Write, ResourceType::Topic, t))
             .collect();
-        let refused = if txn_denied {
-            Some(
-                parts
-                    .iter()
-                    .map(|tp| {
-                        (
-                            tp.clone(),
-                            ResponseError::TransactionalIdAuthorizationFailed.code(),
-                        )
-                    })
-                    .collect(),
-            )
+        let refused = |code_of: &dyn Fn(&String) -> ResponseError| -> Vec<((String, i32), i16)> {
+            parts
+                .iter()
+                .map(|tp| (tp.clone(), code_of(&tp.0).code()))
+                .collect()
+        };
+        let codes: Vec<((String, i32), i16)> = if txn_denied {
+            refused(&|_| ResponseError::TransactionalIdAuthorizationFailed)
         } else if !denied_topics.is_empty() {
-            Some(
-                parts
-                    .iter()
-                    .map(|tp| {
-                        let code = if denied_topics.contains(&tp.0) {
-                            ResponseError::TopicAuthorizationFailed
-                        } else {
-                            ResponseError::OperationNotAttempted
-                        };
-                        (tp.clone(), code.code())
-                    })
-                    .collect(),
-            )
+            refused(&|t| {
+                if denied_topics.contains(t) {
+                    ResponseError::TopicAuthorizationFailed
+                } else {
+                    ResponseError::OperationNotAttempted
+                }
+            })
         } else {
-            None
-        };
-        if let Some(codes) = refused {
-            let topics = topic_results(codes);
-            if v < 4 {
-                resp.results_by_topic_v3_and_below = topics;
+            let result = if verify_only {
+                broker
+                    .txns
+                    .verify_partitions(producer(&id, pid, epoch), parts.clone())
+                    .await
             } else {
-                resp.results_by_transaction.push(
-                    AddPartitionsToTxnResult::default()
-                        .with_transactional_id(id)
-                        .with_topic_results(topics),
-                );
-            }
-            continue;
-        }
-        let result = if verify_only {
-            broker
-                .txns
-                .verify_partitions(producer(&id, pid, epoch), parts.clone())
-                .await
-        } else {
-            broker
-                .txns
-                .add_partitions(
-                    producer(&id, pid, epoch),
-                    parts.clone(),
-                    broker.participants(),
-                )
-                .await
-        };
-        let codes: Vec<((String, i32), i16)> = match result {
-            Ok(per) => per
-                .into_iter()
-                .map(|(tp, e)| (tp, e.map(|e| e.code()).unwrap_or(0)))
-                .collect(),
-            // One error for the whole transaction, reported per partition.
-            Err(e) => {
-                let code = fenced(e, v, 2);
-                parts.into_iter().map(|tp| (tp, code)).collect()
+                broker
+                    .txns
+                    .add_partitions(
+                        producer(&id, pid, epoch),
+                        parts.clone(),
+                        broker.participants(),
+                    )
+                    .await
+            };
+            match result {
+                Ok(per) => per
+                    .into_iter()
+                    .map(|(tp, e)| (tp, e.map(|e| e.code()).unwrap_or(0)))
+                    .collect(),
+                // One error for the whole transaction, reported per partition.
+                Err(e) => {
+                    let code = fenced(e, v, 2);
+                    parts.into_iter().map(|tp| (tp, code)).collect()
+                }
             }
         };
         let topics = topic_results(codes);

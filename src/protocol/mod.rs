@@ -19,7 +19,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Ver
 
 use crate::broker::{Broker, RequestContext};
 use crate::handlers;
-use crate::security::sasl::{self, AuthState, Credentials, HandshakeError};
+use crate::security::sasl::{self, AuthState, HandshakeError};
 use crate::security::Listener;
 
 /// Why a connection is closed instead of answered.
@@ -373,13 +373,7 @@ fn handle_sasl(
         encode_response(key, version, correlation_id, &resp, out)?;
         return Ok(Handled::Answered(true));
     }
-    let b = &conn.broker;
-    let creds = Credentials {
-        plain_users: &b.config.sasl_plain_users,
-        scram: &b.scram,
-        rng: &b.rng,
-        reauth_ms: b.config.connections_max_reauth_ms,
-    };
+    let creds = conn.broker.sasl_credentials();
     match auth.authenticate(&req.auth_bytes, &creds, Instant::now()) {
         Ok(progress) => {
             resp.auth_bytes = Bytes::from(progress.response);
@@ -410,13 +404,7 @@ fn raw_sasl_token(
     frame: &[u8],
     out: &mut BytesMut,
 ) -> Result<Handled, ProtocolError> {
-    let b = &conn.broker;
-    let creds = Credentials {
-        plain_users: &b.config.sasl_plain_users,
-        scram: &b.scram,
-        rng: &b.rng,
-        reauth_ms: b.config.connections_max_reauth_ms,
-    };
+    let creds = conn.broker.sasl_credentials();
     let progress = conn
         .auth()
         .authenticate(frame, &creds, Instant::now())
