@@ -175,7 +175,9 @@ impl RequestContext {
     fn caller(&self) -> Caller<'_> {
         Caller {
             principal: &self.principal,
-            host: self.peer_addr.ip(),
+            // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d;
+            // host ACLs name them as a.b.c.d (as Java's InetAddress does).
+            host: self.peer_addr.ip().to_canonical(),
         }
     }
 

@@ -274,14 +274,23 @@ async fn start_connection(
             return;
         }
     };
-    // mTLS: the verified certificate's subject is the principal.
-    let principal = stream
+    // mTLS: the verified certificate's subject is the principal; a
+    // certificate whose subject cannot be read is refused, not ANONYMOUS.
+    let principal = match stream
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|cert| crate::security::tls::subject_name(cert))
-        .map(|subject| Principal::user(&subject));
+        .and_then(|c| c.first())
+    {
+        None => None,
+        Some(cert) => match crate::security::tls::subject_name(cert) {
+            Some(subject) => Some(Principal::user(&subject)),
+            None => {
+                tracing::info!(%peer, "client certificate subject unreadable; closing");
+                return;
+            }
+        },
+    };
     let auth = AuthState::new(&info, principal);
     let (reader, writer) = tokio::io::split(stream);
     serve_connection(reader, writer, local, peer, info, auth, broker, stop).await;

@@ -498,6 +498,20 @@ async fn acls_are_enforced_and_persist() {
         ResponseError::TopicAuthorizationFailed.code()
     );
 
+    // A transactional batch without a transactional id the caller may
+    // WRITE is refused before it reaches the partition (Kafka's
+    // hasTransactionalRecords check): topic WRITE is not enough to append
+    // into someone's transaction.
+    let mut txn_batch = BytesMut::from(&batch_with(&[b"x"], 0, 1000, 0, 0)[..]);
+    txn_batch[22] |= 0x10;
+    let crc = crc32c::crc32c(&txn_batch[21..]);
+    txn_batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    let (code, _) = alice.produce(9, "orders-eu", 0, txn_batch.freeze()).await;
+    assert_eq!(
+        code,
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    );
+
     // Groups: READ on g1 only.
     let commit = |group: &str| {
         OffsetCommitRequest::default()

@@ -69,6 +69,19 @@ fn record_errors(out: &mut PartitionProduceResponse, version: i16, e: &LogError)
 }
 
 /// Appends every partition's batch; nothing here awaits.
+/// Whether some partition's first batch has the transactional attribute
+/// (bit 4 of the attributes at byte 21 of a v2 batch header).
+fn has_transactional_batch(req: &ProduceRequest) -> bool {
+    req.topic_data.iter().any(|t| {
+        t.partition_data.iter().any(|p| {
+            p.records
+                .as_ref()
+                .and_then(|r| r.get(21..23))
+                .is_some_and(|a| i16::from_be_bytes([a[0], a[1]]) & 0x10 != 0)
+        })
+    })
+}
+
 pub fn append_all(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     let v = ctx.api_version;
     let logs = &ctx.broker.logs;
@@ -78,10 +91,15 @@ pub fn append_all(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     let mut first_error: Option<String> = None;
     // Kafka: WRITE on the transactional id fails the whole request;
     // WRITE on each topic, per topic.
-    let txn_denied = req
-        .transactional_id
-        .as_ref()
-        .is_some_and(|t| !ctx.authorize(Operation::Write, ResourceType::TransactionalId, t));
+    // Kafka checks requests with transactional batches: they need a
+    // transactional id the caller may WRITE, so a principal with only
+    // topic WRITE cannot append into another producer's transaction.
+    let txn_denied = ctx.broker.authorizer.is_some()
+        && (req.transactional_id.is_some() || has_transactional_batch(&req))
+        && !req
+            .transactional_id
+            .as_ref()
+            .is_some_and(|t| ctx.authorize(Operation::Write, ResourceType::TransactionalId, t));
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         // v13 names topics by id only.
         let topic = if v >= 13 {

@@ -205,14 +205,21 @@ pub async fn share_fetch(
         resp.error_code = ResponseError::InvalidRequest.code();
         return Ok(Some(resp));
     };
-    // Kafka: READ on the share group (and on each topic, below).
+    // Kafka: READ on the share group and on each topic.
     if !ctx.authorize(Operation::Read, ResourceType::Group, group.0.as_str()) {
         resp.error_code = ResponseError::GroupAuthorizationFailed.code();
         return Ok(Some(resp));
     }
+    let mut denied = BTreeMap::new();
     // The same topic may appear more than once: merge by (topic, partition).
     let mut topics: Vec<(Uuid, i32, Vec<AckBatch>)> = Vec::new();
     for t in &req.topics {
+        if !may_read_topic(ctx, t.topic_id) {
+            for p in &t.partitions {
+                denied.insert((t.topic_id, p.partition_index), topic_denied());
+            }
+            continue;
+        }
         for p in &t.partitions {
             let acks = ack_batches(
                 p.acknowledgement_batches
@@ -246,7 +253,8 @@ pub async fn share_fetch(
     };
     match b.share.fetch(&b.logs, &b.group_configs, fetch).await {
         Err(code) => resp.error_code = code,
-        Ok((lock_ms, results)) => {
+        Ok((lock_ms, mut results)) => {
+            results.extend(denied);
             resp.acquisition_lock_timeout_ms = lock_ms;
             resp.responses = group_by_topic(results, |p, r| {
                 share_fetch_response::PartitionData::default()
@@ -284,6 +292,22 @@ pub async fn share_fetch(
     Ok(Some(resp))
 }
 
+/// Kafka: share fetches and acknowledgements need READ on each topic
+/// (unknown ids pass: the coordinator answers them UNKNOWN_TOPIC_ID).
+fn may_read_topic(ctx: &RequestContext, id: Uuid) -> bool {
+    ctx.broker
+        .logs
+        .topic_by_id(id)
+        .is_none_or(|t| ctx.authorize(Operation::Read, ResourceType::Topic, &t.name))
+}
+
+fn topic_denied() -> PartitionResult {
+    PartitionResult {
+        error: ResponseError::TopicAuthorizationFailed.code(),
+        ..PartitionResult::default()
+    }
+}
+
 fn group_by_topic<T>(
     results: BTreeMap<(Uuid, i32), PartitionResult>,
     f: impl Fn(i32, PartitionResult) -> T,
@@ -318,9 +342,20 @@ pub async fn share_acknowledge(
         resp.error_code = ResponseError::GroupAuthorizationFailed.code();
         return Ok(Some(resp));
     }
+    let denied: BTreeMap<(Uuid, i32), PartitionResult> = req
+        .topics
+        .iter()
+        .filter(|t| !may_read_topic(ctx, t.topic_id))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| ((t.topic_id, p.partition_index), topic_denied()))
+        })
+        .collect();
     let acks: Vec<(Uuid, i32, Vec<AckBatch>)> = req
         .topics
         .iter()
+        .filter(|t| may_read_topic(ctx, t.topic_id))
         .flat_map(|t| {
             t.partitions.iter().map(move |p| {
                 (
@@ -348,7 +383,8 @@ pub async fn share_acknowledge(
         .await
     {
         Err(code) => resp.error_code = code,
-        Ok(results) => {
+        Ok(mut results) => {
+            results.extend(denied);
             resp.responses = group_by_topic(results, |p, r| {
                 share_acknowledge_response::PartitionData::default()
                     .with_partition_index(p)
@@ -400,13 +436,29 @@ pub async fn describe_share_group_offsets(
                         by.entry(t.name.clone()).or_default().push(p);
                     }
                 }
-                by.into_iter().collect()
+                // Topics the caller may not describe are left out.
+                by.into_iter()
+                    .filter(|(t, _)| ctx.authorize(Operation::Describe, ResourceType::Topic, t))
+                    .collect()
             }
         };
         for (name, parts) in wanted {
             let mut topic = describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseTopic::default()
                 .with_topic_name(topic_name(&name));
+            let denied = !ctx.authorize(Operation::Describe, ResourceType::Topic, &name);
             match b.logs.topic(&name) {
+                // Kafka: DESCRIBE on the topic; no id for a denied one.
+                _ if denied => {
+                    topic.partitions = parts
+                        .iter()
+                        .map(|p| {
+                            describe_share_group_offsets_response::DescribeShareGroupOffsetsResponsePartition::default()
+                                .with_partition_index(*p)
+                                .with_start_offset(-1)
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        })
+                        .collect();
+                }
                 None => {
                     topic.partitions = parts
                         .iter()
@@ -459,6 +511,12 @@ pub async fn alter_share_group_offsets(
     let mut results = Vec::new();
     for t in &req.topics {
         let topic = b.logs.topic(t.topic_name.0.as_str());
+        // Kafka: READ on each topic.
+        let denied = !ctx.authorize(
+            Operation::Read,
+            ResourceType::Topic,
+            t.topic_name.0.as_str(),
+        );
         let mut r =
             alter_share_group_offsets_response::AlterShareGroupOffsetsResponseTopic::default()
                 .with_topic_name(t.topic_name.clone());
@@ -469,6 +527,7 @@ pub async fn alter_share_group_offsets(
                 .as_ref()
                 .filter(|tp| tp.partition(p.partition_index).is_some())
             {
+                _ if denied => pr.error_code = ResponseError::TopicAuthorizationFailed.code(),
                 Some(tp) => {
                     r.topic_id = tp.id;
                     changes.push((tp.id, p.partition_index, Some(p.start_offset)));
@@ -506,6 +565,15 @@ pub async fn delete_share_group_offsets(
             delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic::default()
                 .with_topic_name(t.topic_name.clone());
         match b.logs.topic(t.topic_name.0.as_str()) {
+            // Kafka: READ on each topic.
+            _ if !ctx.authorize(
+                Operation::Read,
+                ResourceType::Topic,
+                t.topic_name.0.as_str(),
+            ) =>
+            {
+                r.error_code = ResponseError::TopicAuthorizationFailed.code()
+            }
             Some(tp) => {
                 r.topic_id = tp.id;
                 for (id, p, _) in b.share.group_partitions(&group).await {

@@ -84,6 +84,11 @@ pub async fn add_partitions_to_txn(
     let v = ctx.api_version;
     let broker = &ctx.broker;
     let mut resp = AddPartitionsToTxnResponse::default();
+    // Kafka: the batched v4+ form is broker-to-broker: CLUSTER_ACTION.
+    if v >= 4 && !ctx.authorize_cluster(Operation::ClusterAction) {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return Ok(Some(resp));
+    }
     // v0-3: one transaction from a client; v4+: a batch (from brokers,
     // possibly verify-only).
     let txns: Vec<TxnToAdd> = if v < 4 {
