@@ -550,6 +550,40 @@ async fn acls_are_enforced_and_persist() {
         fc.coordinators[0].error_code,
         ResponseError::GroupAuthorizationFailed.code()
     );
+    // Share groups: READ on the group is not READ on the topic.
+    let md = alice.send(12, &metadata()).await;
+    let orders_id = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "orders-eu"))
+        .unwrap()
+        .topic_id;
+    let sf = alice
+        .send(
+            1,
+            &ShareFetchRequest::default()
+                .with_group_id(Some(GroupId(s("g1"))))
+                .with_member_id(Some(s("m1")))
+                .with_share_session_epoch(0)
+                .with_max_bytes(1 << 20)
+                .with_max_records(10)
+                .with_batch_size(10)
+                .with_topics(vec![share_fetch_request::FetchTopic::default()
+                    .with_topic_id(orders_id)
+                    .with_partitions(vec![
+                        share_fetch_request::FetchPartition::default().with_partition_index(0),
+                    ])]),
+        )
+        .await;
+    assert_eq!(
+        sf.responses[0].partitions[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+    assert!(sf.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .is_none_or(|r| r.is_empty()));
+
     // Idempotent producer: WRITE on some topic is enough (KIP-679); a
     // transactional id needs its own ACL.
     let pid = alice
