@@ -14,12 +14,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::security::SecurityProtocol;
+use crate::security::{tls, SecurityProtocol};
 
 /// A connection's byte stream: TCP, or TLS over TCP.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -150,12 +149,7 @@ fn tls_config(
     cert: Option<&str>,
     key: Option<&str>,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{ca}: {e}"))? {
-        roots
-            .add(c.map_err(|e| format!("{ca}: {e}"))?)
-            .map_err(|e| format!("{ca}: {e}"))?;
-    }
+    let roots = tls::read_roots(ca)?;
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -163,15 +157,9 @@ fn tls_config(
     .map_err(|e| e.to_string())?
     .with_root_certificates(roots);
     let config = match (cert, key) {
-        (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(|e| format!("{cert}: {e}"))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{key}: {e}"))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| e.to_string())?
-        }
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(tls::read_certs(cert)?, tls::read_key(key)?)
+            .map_err(|e| e.to_string())?,
         _ => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))

@@ -445,32 +445,27 @@ pub async fn describe_share_group_offsets(
         for (name, parts) in wanted {
             let mut topic = describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseTopic::default()
                 .with_topic_name(topic_name(&name));
-            let denied = !ctx.authorize(Operation::Describe, ResourceType::Topic, &name);
-            match b.logs.topic(&name) {
-                // Kafka: DESCRIBE on the topic; no id for a denied one.
-                _ if denied => {
+            // Kafka: DESCRIBE on the topic; no id for a denied one.
+            let found = if ctx.authorize(Operation::Describe, ResourceType::Topic, &name) {
+                b.logs
+                    .topic(&name)
+                    .ok_or(ResponseError::UnknownTopicOrPartition)
+            } else {
+                Err(ResponseError::TopicAuthorizationFailed)
+            };
+            match found {
+                Err(e) => {
                     topic.partitions = parts
                         .iter()
                         .map(|p| {
                             describe_share_group_offsets_response::DescribeShareGroupOffsetsResponsePartition::default()
                                 .with_partition_index(*p)
                                 .with_start_offset(-1)
-                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                .with_error_code(e.code())
                         })
                         .collect();
                 }
-                None => {
-                    topic.partitions = parts
-                        .iter()
-                        .map(|p| {
-                            describe_share_group_offsets_response::DescribeShareGroupOffsetsResponsePartition::default()
-                                .with_partition_index(*p)
-                                .with_start_offset(-1)
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        })
-                        .collect();
-                }
-                Some(t) => {
+                Ok(t) => {
                     topic.topic_id = t.id;
                     topic.partitions = b
                         .share

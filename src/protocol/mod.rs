@@ -75,7 +75,8 @@ impl Connection {
     /// The largest frame to accept now: Kafka's
     /// `sasl.server.max.receive.size` until SASL authentication completes.
     pub fn max_frame(&self, configured: usize) -> usize {
-        if self.auth().authenticated() {
+        // Checked per frame: listeners without SASL never take the lock.
+        if !self.listener.protocol.sasl() || self.auth().authenticated() {
             configured
         } else {
             configured.min(sasl::MAX_RECEIVE_BEFORE_AUTH)

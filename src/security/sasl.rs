@@ -225,14 +225,9 @@ fn plain(
                 .into(),
         );
     }
-    let ok = users.get(user).is_some_and(|expected| {
-        expected.len() == password.len()
-            && expected
-                .bytes()
-                .zip(password.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
+    let ok = users
+        .get(user)
+        .is_some_and(|expected| super::constant_time_eq(expected.as_bytes(), password.as_bytes()));
     if !ok {
         return Err("Authentication failed: Invalid username or password".into());
     }

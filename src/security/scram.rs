@@ -370,7 +370,7 @@ impl ScramServer {
                 }
                 let client_key: Vec<u8> =
                     proof.iter().zip(&signature).map(|(p, s)| p ^ s).collect();
-                if !constant_time_eq(&mechanism.hash(&client_key), &credential.stored_key) {
+                if !super::constant_time_eq(&mechanism.hash(&client_key), &credential.stored_key) {
                     return Err(ScramError::BadProof(mechanism.name()));
                 }
                 let server_signature =
@@ -433,10 +433,6 @@ pub fn client_first_bare(user: &str, nonce: &str) -> String {
         "n={},r={nonce}",
         user.replace('=', "=3D").replace(',', "=2C")
     )
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A parsed client-first-message.

@@ -18,6 +18,32 @@ use rustls::{RootCertStore, ServerConfig};
 
 use crate::config::Config;
 
+/// The certificates of a PEM file (a chain, or CAs); the error names the
+/// file. Shared by the broker's listeners and the tools' client.
+pub fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("{path}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{path}: no certificate"));
+    }
+    Ok(certs)
+}
+
+/// The certificates of a PEM file as a root store.
+pub fn read_roots(path: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots.add(cert).map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(roots)
+}
+
+/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn read_key(path: &str) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{path}: {e}"))
+}
+
 /// The TLS config of the broker's TLS listeners, from the `ssl-*` keys.
 /// `ssl-client-auth` applies to SSL listeners only: SASL_SSL clients are
 /// identified by SASL and never asked for a certificate (Kafka, KIP-684).
@@ -25,23 +51,10 @@ pub fn server_config(
     config: &Config,
     protocol: crate::security::SecurityProtocol,
 ) -> anyhow::Result<Arc<ServerConfig>> {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(&config.ssl_certificate_location)
-            .and_then(|it| it.collect::<Result<_, _>>())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "ssl-certificate-location {}: {e}",
-                    config.ssl_certificate_location
-                )
-            })?;
-    if certs.is_empty() {
-        anyhow::bail!(
-            "ssl-certificate-location {}: no certificate",
-            config.ssl_certificate_location
-        );
-    }
-    let key = PrivateKeyDer::from_pem_file(&config.ssl_key_location)
-        .map_err(|e| anyhow::anyhow!("ssl-key-location {}: {e}", config.ssl_key_location))?;
+    let certs = read_certs(&config.ssl_certificate_location)
+        .map_err(|e| anyhow::anyhow!("ssl-certificate-location {e}"))?;
+    let key =
+        read_key(&config.ssl_key_location).map_err(|e| anyhow::anyhow!("ssl-key-location {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
@@ -50,16 +63,8 @@ pub fn server_config(
     let builder = if !client_auth {
         builder.with_no_client_auth()
     } else {
-        let mut roots = RootCertStore::empty();
-        let path = &config.ssl_truststore_location;
-        for cert in CertificateDer::pem_file_iter(path)
-            .map_err(|e| anyhow::anyhow!("ssl-truststore-location {path}: {e}"))?
-        {
-            let cert = cert.map_err(|e| anyhow::anyhow!("ssl-truststore-location {path}: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| anyhow::anyhow!("ssl-truststore-location {path}: {e}"))?;
-        }
+        let roots = read_roots(&config.ssl_truststore_location)
+            .map_err(|e| anyhow::anyhow!("ssl-truststore-location {e}"))?;
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
         let verifier = if config.ssl_client_auth == "requested" {
             verifier.allow_unauthenticated()
