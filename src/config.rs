@@ -72,10 +72,18 @@ pub struct Config {
     /// fsync a partition whose oldest unflushed write is older than this
     /// (topic `flush.ms`). Default `9223372036854775807` (never).
     pub log_flush_interval_ms: i64,
+    /// Bytes at the end of each partition's log kept in the page cache for
+    /// consumers near the tail. Appends start writeback of each MiB as it
+    /// fills and drop written-back data older than this from the page
+    /// cache; reads of such older (cold) data drop what they read. Keeps
+    /// the cost of an append independent of how much the page cache holds
+    /// ("The write path" in `docs/performance.md`). `-1` leaves the page
+    /// cache to the kernel, as Kafka does. Default `16777216` (16 MiB).
+    pub log_tail_cache_bytes: i64,
     /// `CreateTime` or `LogAppendTime` (topic `message.timestamp.type`). Default `CreateTime`.
     pub log_message_timestamp_type: String,
     /// `delete`, `compact` or `delete,compact` (topic `cleanup.policy`).
-    /// Default `delete`. Compaction itself is not implemented yet.
+    /// Default `delete`.
     pub log_cleanup_policy: String,
     /// Upper bound of one Fetch response. Default `57671680`.
     pub fetch_max_bytes: i32,
@@ -248,6 +256,7 @@ impl Default for Config {
             log_index_interval_bytes: 4096,
             log_flush_interval_messages: i64::MAX,
             log_flush_interval_ms: i64::MAX,
+            log_tail_cache_bytes: 16 << 20,
             log_message_timestamp_type: "CreateTime".into(),
             log_cleanup_policy: "delete".into(),
             fetch_max_bytes: 57_671_680,
@@ -427,6 +436,9 @@ impl Config {
         }
         if self.log_flush_interval_ms < 0 {
             return Err(invalid("log-flush-interval-ms", "must be >= 0"));
+        }
+        if self.log_tail_cache_bytes < -1 {
+            return Err(invalid("log-tail-cache-bytes", "must be >= -1"));
         }
         if !matches!(
             self.log_message_timestamp_type.as_str(),

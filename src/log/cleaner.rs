@@ -477,6 +477,11 @@ pub fn clean_partition(
             let _ = std::fs::remove_file(&cleaned);
             return Err(e);
         }
+        if view.config.tail_cache_bytes.is_some() {
+            // A cleaned segment is old data (below the active segment): as
+            // the write path does, leave no pages of it in the page cache.
+            out.drop_cached(0, 0);
+        }
         throttle.account(pos);
         stats.bytes_written += pos;
         let old: Vec<i64> = group.iter().map(|s| s.base).collect();

@@ -126,8 +126,6 @@ struct Log {
     offline: bool,
     /// The last append failed for lack of space (for logging once).
     disk_full: bool,
-    /// Reused to assemble each appended batch (patched header + records).
-    scratch: Vec<u8>,
     /// Producers' epochs, recent sequence ranges and open transactions.
     producers: ProducerStateTable,
     /// The aborted-transaction index, per segment (by the base offset of
@@ -324,8 +322,8 @@ impl Partition {
         let recompressed = recompress(batch, &header, config.compression)?;
         let batch = recompressed.as_deref().unwrap_or(batch);
         let base_offset = log.log_end_offset;
-        // The 61-byte header is patched on a copy; header and records are
-        // then assembled in the reused scratch buffer for a single write.
+        // The 61-byte header is patched on a copy, written with the records
+        // in one vectored write.
         let mut head: [u8; HEADER_LEN] = batch[..HEADER_LEN].try_into().expect("validated length");
         let rest = &batch[HEADER_LEN..];
         batch::assign_offsets(&mut head, base_offset, 0);
@@ -396,18 +394,22 @@ impl Partition {
             return Err(self.write_failed(log, e, "segment roll"));
         }
         let interval = log.config.index_interval_bytes;
-        log.scratch.clear();
-        log.scratch.extend_from_slice(head);
-        log.scratch.extend_from_slice(rest);
-        let Log {
-            segments, scratch, ..
-        } = log;
-        let active = segments
+        let active = log
+            .segments
             .values_mut()
             .next_back()
             .expect("a log always has an active segment");
-        if let Err(e) = active.append(header, scratch, interval, now_ms) {
+        if let Err(e) = active.append(header, &[head, rest], interval, now_ms) {
             return Err(self.write_failed(log, e, "append"));
+        }
+        if let Err(e) = log.write_behind() {
+            // The kernel reports a failed writeback once, possibly to this
+            // call and not to a later fsync: as after a failed fsync, the
+            // page cache state is unknown. (The batch was written; its
+            // producer gets an error, as for a timeout.)
+            log.offline = true;
+            tracing::error!(partition = %format!("{}-{}", self.topic, self.index), error = %e, "writeback failed; partition offline");
+            return Err(e.into());
         }
         if log.disk_full {
             log.disk_full = false;
@@ -599,7 +601,7 @@ impl Partition {
                 Isolation::ReadCommitted => log.aborted_between(offset, upper),
             };
             (
-                log.segment_for(offset).map(|s| s.slice_from(offset)),
+                log.read_slice(offset),
                 upper,
                 log.high_watermark,
                 lso,
@@ -1017,7 +1019,6 @@ impl Log {
             disk_full: false,
             producers: ProducerStateTable::default(),
             aborted: BTreeMap::new(),
-            scratch: Vec::new(),
         }
     }
 
@@ -1193,6 +1194,50 @@ impl Log {
     /// it, or a later one when `offset` is past a segment's last batch
     /// (the end of a segment, or a gap compaction left, possibly spanning
     /// segments it emptied).
+    /// Write-behind after an append (`log-tail-cache-bytes`): the active
+    /// segment starts writeback of what it filled and evicts what is
+    /// `window` behind its end; once the window lies wholly inside the
+    /// active segment, the previous one (sealed by a roll) is evicted too.
+    fn write_behind(&mut self) -> io::Result<()> {
+        let Some(window) = self.config.tail_cache_bytes else {
+            return Ok(());
+        };
+        let mut newest = self.segments.values_mut().rev();
+        let active = newest.next().expect("active segment");
+        active.write_behind(window)?;
+        if active.size() >= window {
+            if let Some(previous) = newest.next() {
+                previous.evict_rest()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A readable slice of the segment holding `offset` that drops what it
+    /// reads from the page cache when that is cold: below what the active
+    /// segment evicted, or in a sealed segment the tail window has left.
+    fn read_slice(&self, offset: i64) -> Option<SegmentSlice> {
+        let segment = self.segment_for(offset)?;
+        let slice = segment.slice_from(offset);
+        let Some(window) = self.config.tail_cache_bytes else {
+            return Some(slice);
+        };
+        let mut newest = self.segments.values().rev();
+        let active = newest.next().expect("active segment");
+        let cold_below = if segment.base_offset == active.base_offset {
+            active.evicted()
+        } else if active.size() < window
+            && newest
+                .next()
+                .is_some_and(|p| p.base_offset == segment.base_offset)
+        {
+            segment.evicted()
+        } else {
+            u64::MAX
+        };
+        Some(slice.cold_below(cold_below))
+    }
+
     fn segment_for(&self, offset: i64) -> Option<&Segment> {
         let floor = self
             .segments
@@ -1697,6 +1742,132 @@ mod tests {
                 .base_offset,
             1
         );
+    }
+
+    /// A topic config on a broker with `log-tail-cache-bytes = window`.
+    fn cfg_window(window: i64, pairs: &[(&str, &str)]) -> Arc<TopicConfig> {
+        let broker = Config {
+            log_tail_cache_bytes: window,
+            ..Config::default()
+        };
+        let o: IndexMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Arc::new(TopicConfig::resolve(&broker, &o))
+    }
+
+    /// Page-cache bytes of every `.log` of partition `t-0`, oldest first.
+    fn resident_per_segment(dir: &Path) -> Vec<(u64, u64)> {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.join("t-0"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        logs.iter()
+            .map(|p| {
+                let len = std::fs::metadata(p).unwrap().len();
+                (disk::residency::resident_bytes(p), len)
+            })
+            .collect()
+    }
+
+    /// 28 MiB in 256 KiB batches into 8 MiB segments.
+    async fn fill(p: &Partition) -> usize {
+        let value = vec![7u8; 64 << 10];
+        let batches = 28 * 4;
+        for _ in 0..batches {
+            p.append(&make_batch(&[&value, &value, &value, &value], 0), 0)
+                .await
+                .unwrap();
+        }
+        batches * 4
+    }
+
+    /// `log-tail-cache-bytes`: appends leave only the tail window (and the
+    /// MiB being filled) in the page cache, across rolls; without it the
+    /// page cache keeps everything. Every record stays readable, and cold
+    /// reads of old segments drop what they read.
+    #[tokio::test]
+    async fn write_behind_keeps_only_the_tail_window_in_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        if !disk::residency::eviction_works(dir.path()) {
+            eprintln!("skipped: this filesystem cannot drop clean pages (tmpfs?)");
+            return;
+        }
+        let window: u64 = 4 << 20;
+        let segment = (8 << 20).to_string();
+        let segment_bytes = [("segment.bytes", segment.as_str())];
+
+        // Control: the kernel's page cache keeps all of it.
+        let control = tempfile::tempdir().unwrap();
+        let p = Partition::create(control.path(), "t", 0, cfg_window(-1, &segment_bytes)).unwrap();
+        fill(&p).await;
+        let cached: u64 = resident_per_segment(control.path())
+            .iter()
+            .map(|r| r.0)
+            .sum();
+        assert!(cached >= 27 << 20, "control keeps everything: {cached}");
+
+        let p = Partition::create(
+            dir.path(),
+            "t",
+            0,
+            cfg_window(window as i64, &segment_bytes),
+        )
+        .unwrap();
+        let records = fill(&p).await;
+        let resident = resident_per_segment(dir.path());
+        assert!(resident.len() >= 4, "rolled: {resident:?}");
+        let cached: u64 = resident.iter().map(|r| r.0).sum();
+        assert!(
+            cached <= window + (2 << 20),
+            "only the tail window: {resident:?}"
+        );
+        let (active_cached, active_len) = *resident.last().unwrap();
+        assert!(active_len >= window, "{resident:?}");
+        assert!(
+            active_cached >= window,
+            "the tail stays cached for consumers near it: {resident:?}"
+        );
+        for (cached, _) in &resident[..resident.len() - 1] {
+            assert_eq!(*cached, 0, "sealed segments evicted: {resident:?}");
+        }
+
+        // A replay from offset 0 reads it all back from disk and drops it.
+        let values = values(&p);
+        assert_eq!(values.len(), records);
+        assert!(values.iter().all(|v| v.len() == 64 << 10 && v[0] == 7));
+        let after = resident_per_segment(dir.path());
+        for (cached, _) in &after[..after.len() - 1] {
+            assert_eq!(*cached, 0, "cold reads dropped what they read: {after:?}");
+        }
+        assert!(
+            after.last().unwrap().0 >= window,
+            "the replay left the tail cached: {after:?}"
+        );
+    }
+
+    /// A failed writeback is a failed fsync: the partition goes offline.
+    #[tokio::test]
+    async fn failed_writeback_takes_the_partition_offline() {
+        use crate::log::disk::faults::{self, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::create(dir.path(), "t", 0, cfg_window(1 << 20, &[])).unwrap();
+        let value = vec![1u8; 512 << 10];
+        p.append(&make_batch(&[&value], 0), 0).await.unwrap();
+        faults::inject(dir.path(), Op::Writeback, Fault::Eio, 1);
+        let err = p.append(&make_batch(&[&value], 0), 0).await.unwrap_err();
+        assert!(matches!(err, LogError::Io(_)), "{err}");
+        assert!(matches!(
+            p.read(0, 1 << 20, true, Isolation::ReadUncommitted),
+            Err(LogError::Offline)
+        ));
+        assert!(matches!(
+            p.append(&make_batch(&[b"x"], 0), 0).await,
+            Err(LogError::Offline)
+        ));
     }
 
     /// The values of every record readable from offset 0 (read_uncommitted).

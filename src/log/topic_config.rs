@@ -327,6 +327,9 @@ pub struct TopicConfig {
     pub min_compaction_lag_ms: i64,
     pub max_compaction_lag_ms: i64,
     pub delete_retention_ms: i64,
+    /// The broker's `log-tail-cache-bytes` (no topic override): `None`
+    /// leaves the page cache to the kernel.
+    pub tail_cache_bytes: Option<u64>,
 }
 
 impl TopicConfig {
@@ -364,6 +367,7 @@ impl TopicConfig {
             min_compaction_lag_ms: long("min.compaction.lag.ms"),
             max_compaction_lag_ms: long("max.compaction.lag.ms").max(1),
             delete_retention_ms: long("delete.retention.ms"),
+            tail_cache_bytes: u64::try_from(broker.log_tail_cache_bytes).ok(),
         }
     }
 

@@ -135,7 +135,10 @@ impl ShareGroup {
             .get_mut(&hb.member_id)
             .ok_or(ResponseError::UnknownMemberId.code())?;
         // The previous epoch is accepted: a response may have been lost.
-        if !joining && hb.member_epoch != member.epoch && hb.member_epoch + 1 != member.epoch {
+        if !joining
+            && hb.member_epoch != member.epoch
+            && hb.member_epoch.checked_add(1) != Some(member.epoch)
+        {
             return Err(ResponseError::FencedMemberEpoch.code());
         }
         member.last_heartbeat_ms = now;
@@ -231,6 +234,13 @@ mod tests {
             g.heartbeat(hb("a", 99, None), 1, 10, &resolve(parts)),
             Err(ResponseError::FencedMemberEpoch.code())
         );
+        // Hostile epochs at the edges of i32 are fenced, not overflowed.
+        for epoch in [i32::MAX, i32::MIN] {
+            assert_eq!(
+                g.heartbeat(hb("a", epoch, None), 1, 10, &resolve(parts)),
+                Err(ResponseError::FencedMemberEpoch.code())
+            );
+        }
         // Partitions added: the next heartbeat brings the new assignment.
         parts = 3;
         let grown = g
