@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path benches/Cargo.toml --bin load -- \
-//!     [--quick] [--weir PATH] [--only footprint|produce|recompress|consume|latency]
+//!     [--quick] [--weir PATH] [--sustained-runs N]
+//!     [--only footprint|produce|sustained|pressure|recompress|consume|latency]
 //!     [--compare OLD_WEIR]
 //! ```
 //!
@@ -37,6 +38,8 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 struct Opts {
     quick: bool,
+    /// Runs of 1 GB in the sustained section (`--sustained-runs`, default 5).
+    sustained_runs: usize,
     weir: String,
     only: Option<String>,
     compare: Option<String>,
@@ -53,6 +56,9 @@ fn opts() -> Opts {
     let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
     Opts {
         quick: args.iter().any(|a| a == "--quick"),
+        sustained_runs: value("--sustained-runs")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5),
         weir: value("--weir").unwrap_or_else(|| {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/weir").to_string()
         }),
@@ -71,12 +77,21 @@ struct Weir {
 
 impl Weir {
     fn start(bin: &str, fsync: bool) -> Weir {
+        Weir::start_with(
+            bin,
+            if fsync {
+                "log-flush-interval-messages = 1\n"
+            } else {
+                ""
+            },
+        )
+    }
+
+    /// A broker with these config lines on top of the benchmark's.
+    fn start_with(bin: &str, config: &str) -> Weir {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("weir.toml");
-        let mut text = String::from("group-min-session-timeout-ms = 500\n");
-        if fsync {
-            text.push_str("log-flush-interval-messages = 1\n");
-        }
+        let text = format!("group-min-session-timeout-ms = 500\n{config}");
         std::fs::write(&cfg, text).unwrap();
         let t0 = Instant::now();
         let mut child = Command::new(bin)
@@ -379,6 +394,25 @@ fn page_cache_bandwidth(total: usize) -> f64 {
     total as f64 / t0.elapsed().as_secs_f64() / 1e6
 }
 
+/// `dd if=/dev/zero bs=1M oflag=direct` into a new file: what the disk
+/// takes with the page cache bypassed. MB/s (dd's own run time, spawn
+/// included; negligible at this size).
+fn direct_bandwidth(total: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let of = dir.path().join("direct.bench");
+    let t0 = Instant::now();
+    let status = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", of.display()))
+        .args(["bs=1M", "oflag=direct"])
+        .arg(format!("count={}", (total >> 20).max(1)))
+        .stderr(Stdio::null())
+        .status()
+        .expect("dd");
+    assert!(status.success(), "dd oflag=direct failed");
+    (total >> 20).max(1) as f64 * (1 << 20) as f64 / t0.elapsed().as_secs_f64() / 1e6
+}
+
 /// Sequential writes with fdatasync every 1 MiB: the ceiling for
 /// fsync-before-ack produce. MB/s.
 fn disk_bandwidth(total: usize) -> f64 {
@@ -417,7 +451,8 @@ fn main() {
     }
     let loopback = loopback_bandwidth((2usize << 30) / scale);
     let disk = disk_bandwidth((256usize << 20) / scale);
-    println!("loopback TCP copy: {loopback:.0} MB/s; sequential write + fdatasync per MiB: {disk:.0} MB/s\n");
+    let direct = direct_bandwidth((512usize << 20) / scale);
+    println!("loopback TCP copy: {loopback:.0} MB/s; sequential write + fdatasync per MiB: {disk:.0} MB/s; dd bs=1M oflag=direct: {direct:.0} MB/s\n");
     // Warm-up: the first gigabyte written on a fresh VM pays for first-touch
     // page cache allocation; do it before anything is measured.
     {
@@ -427,7 +462,13 @@ fn main() {
     }
     let mock = MockCluster::new(1).expect("mock cluster");
     if o.section("produce") {
-        produce_table(&o, &mock, scale, rounds, disk);
+        produce_table(&o, &mock, scale, rounds, disk, direct);
+    }
+    if o.section("sustained") {
+        sustained_table(&o, &mock, scale);
+    }
+    if o.section("pressure") {
+        pressure_table(&o, scale);
     }
     if o.section("recompress") {
         recompression_table(&o, scale, rounds);
@@ -491,6 +532,7 @@ fn produce_table(
     scale: usize,
     rounds: usize,
     disk: f64,
+    direct: f64,
 ) {
     let page_cache = page_cache_bandwidth((1usize << 30) / scale);
     println!("page cache write (1 MiB pwrites to a new file, no fsync): {page_cache:.0} MB/s\n");
@@ -595,7 +637,210 @@ fn produce_table(
         println!("| {name} | {w:.1} | {m:.1} | {:.2}x |", w / m);
     }
     println!("\n{cpu_line}");
-    println!("fsync before ack, 1 KiB: {fsync_1k:.1} MB/s = {:.2}x of sequential write + fdatasync per MiB\n", fsync_1k / disk);
+    println!("fsync before ack, 1 KiB: {fsync_1k:.1} MB/s = {:.2}x of sequential write + fdatasync per MiB, {:.2}x of dd oflag=direct\n", fsync_1k / disk, fsync_1k / direct);
+}
+
+/// The kernel's page cache size (`Cached:` of /proc/meminfo), in MB.
+fn page_cache_mb() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Cached:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Sustained produce: consecutive runs of 1M x 1 KiB (1 partition,
+/// acks=1) into one topic of one long-lived broker, nothing deleted in
+/// between, so a write path that leaves every byte in the page cache grows
+/// it by the total. Three sides in the same loop, the order rotating each
+/// run: Weir (default write path), Weir with `log-tail-cache-bytes = -1`
+/// (the page cache left to the kernel, as Kafka does), and the mock.
+fn sustained_table(
+    o: &Opts,
+    mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    scale: usize,
+) {
+    let runs = if o.quick { 2 } else { o.sustained_runs };
+    let count = (1_000_000u64 / scale as u64).max(1000);
+    let gb = (count * 1024) as f64 / 1e9;
+    let managed = Weir::start_with(&o.weir, "");
+    let kernel = Weir::start_with(&o.weir, "log-tail-cache-bytes = -1\n");
+    create_topic(&managed.addr, "sus", 1);
+    create_topic(&kernel.addr, "sus", 1);
+    mock.create_topic("sus", 1, 1).unwrap();
+    let (cpu_m0, cpu_k0) = (managed.cpu_seconds(), kernel.cpu_seconds());
+    let (mut growth_m, mut growth_k) = (0.0, 0.0);
+    println!("| run | GB into each broker | weir MB/s | weir, page cache left to the kernel, MB/s | mock MB/s | weir / mock | kernel / mock |");
+    println!("|---|---|---|---|---|---|---|");
+    let (mut w_all, mut k_all, mut m_all) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..runs {
+        let (mut w, mut k, mut m) = (0.0, 0.0, 0.0);
+        for side in 0..3 {
+            match (side + r) % 3 {
+                0 => m = produce_run(&mock.bootstrap_servers(), "sus", 1, 1024, count, "1"),
+                1 => {
+                    let before = page_cache_mb();
+                    w = produce_run(&managed.addr, "sus", 1, 1024, count, "1");
+                    growth_m += page_cache_mb() - before;
+                }
+                _ => {
+                    let before = page_cache_mb();
+                    k = produce_run(&kernel.addr, "sus", 1, 1024, count, "1");
+                    growth_k += page_cache_mb() - before;
+                }
+            }
+        }
+        println!(
+            "| {} | {:.1} | {w:.0} | {k:.0} | {m:.0} | {:.2}x | {:.2}x |",
+            r + 1,
+            gb * (r + 1) as f64,
+            w / m,
+            k / m
+        );
+        w_all.push(w);
+        k_all.push(k);
+        m_all.push(m);
+    }
+    let total = gb * runs as f64;
+    let ratio = |a: &[f64]| median(a.iter().zip(&m_all).map(|(x, m)| x / m).collect());
+    println!(
+        "\nsustained, {total:.1} GB into each broker: weir {:.2}x the mock (median of runs), last/first run {:.2}x; \
+page cache left to the kernel {:.2}x the mock, last/first run {:.2}x",
+        ratio(&w_all),
+        w_all[runs - 1] / w_all[0],
+        ratio(&k_all),
+        k_all[runs - 1] / k_all[0],
+    );
+    println!(
+        "page cache growth while producing: weir {growth_m:.0} MB, kernel-managed {growth_k:.0} MB; \
+broker CPU weir {:.2} CPU-s/GB, kernel-managed {:.2} CPU-s/GB\n",
+        (managed.cpu_seconds() - cpu_m0) / total,
+        (kernel.cpu_seconds() - cpu_k0) / total,
+    );
+}
+
+/// Page-cache pressure: a tail consumer follows a topic produced at a fixed
+/// rate; in the second half, another consumer replays a large topic (written
+/// first, so the tail window has long left it) from offset 0, starting over
+/// when it reaches the end. The tail consumer's rate and end-to-end latency
+/// in each half are the figures; the replay's rate is printed too.
+fn pressure_table(o: &Opts, scale: usize) {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let (rate, secs) = if o.quick { (5_000.0, 1.0) } else { (50_000.0, 10.0) };
+    let history = (2_000_000u64 / scale as u64).max(1000);
+    let w = Weir::start_with(&o.weir, "");
+    create_topic(&w.addr, "history", 1);
+    create_topic(&w.addr, "live", 1);
+    produce_run(&w.addr, "history", 1, 1024, history, "1");
+    let origin = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Tail consumer: (receive time, latency) of every record, in ns.
+    let tail = {
+        let (addr, stop) = (w.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &addr)
+                .set("group.id", "tail")
+                .set("fetch.wait.max.ms", "10")
+                .create()
+                .unwrap();
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset("live", 0, rdkafka::Offset::Beginning)
+                .unwrap();
+            c.assign(&tpl).unwrap();
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+                    let now = origin.elapsed().as_nanos() as u64;
+                    if let Some(p) = m.payload() {
+                        let sent = u64::from_be_bytes(p[..8].try_into().unwrap());
+                        seen.push((now, now.saturating_sub(sent)));
+                    }
+                }
+            }
+            seen
+        })
+    };
+    // Replaying consumer, in the second half: bytes read.
+    let replay = {
+        let (addr, stop) = (w.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &addr)
+                .set("group.id", "replay")
+                .set("enable.partition.eof", "true")
+                .create()
+                .unwrap();
+            let assign = || {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset("history", 0, rdkafka::Offset::Beginning)
+                    .unwrap();
+                c.assign(&tpl).unwrap();
+            };
+            assign();
+            let (t0, mut bytes) = (Instant::now(), 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                match c.poll(Duration::from_millis(50)) {
+                    Some(Ok(m)) => bytes += m.payload_len() as u64,
+                    Some(Err(KafkaError::PartitionEOF(_))) => assign(),
+                    _ => {}
+                }
+            }
+            bytes as f64 / t0.elapsed().as_secs_f64() / 1e6
+        })
+    };
+    // Fixed-rate producer on `live` for both halves.
+    let p = producer(&w.addr, "1", false, "5");
+    let mut payload = vec![0u8; 1024];
+    let total = (rate * 2.0 * secs) as u64;
+    for i in 0..total {
+        let due = Duration::from_secs_f64(i as f64 / rate);
+        while origin.elapsed() < due {
+            p.poll(Duration::from_millis(1));
+        }
+        payload[..8].copy_from_slice(&(origin.elapsed().as_nanos() as u64).to_be_bytes());
+        let mut rec = BaseRecord::<(), [u8]>::to("live").payload(&payload).partition(0);
+        while let Err((_, r)) = p.send(rec) {
+            rec = r;
+            p.poll(Duration::from_millis(1));
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let seen = tail.join().unwrap();
+    let replay_rate = replay.join().unwrap();
+    // The first half second of each half is left out (start-up, the
+    // replay's first fetches).
+    let half = |from: f64, to: f64| {
+        let (a, b) = ((from * 1e9) as u64, (to * 1e9) as u64);
+        let mut lat: Vec<u64> = seen
+            .iter()
+            .filter(|(t, _)| *t >= a && *t < b)
+            .map(|(_, l)| *l)
+            .collect();
+        let n = lat.len() as f64;
+        lat.sort_unstable();
+        let pct = |q: f64| {
+            lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0) as f64
+                / 1e6
+        };
+        (n * 1024.0 / (to - from) / 1e6, pct(0.5), pct(0.99))
+    };
+    let (ra, la50, la99) = half(0.5, secs);
+    let (rb, lb50, lb99) = half(secs + 0.5, 2.0 * secs);
+    println!("| tail consumer, {:.0} MB/s offered (1 KiB, acks=1) | MB/s received | p50 / p99 end-to-end ms |", rate * 1024.0 / 1e6);
+    println!("|---|---|---|");
+    println!("| alone | {ra:.1} | {la50:.2} / {la99:.2} |");
+    println!("| while another consumer replays {:.1} GB from offset 0 ({replay_rate:.0} MB/s) | {rb:.1} | {lb50:.2} / {lb99:.2} |", history as f64 * 1024.0 / 1e9);
+    println!("\ntail consumer while replaying vs alone: {:.2}x the rate\n", rb / ra);
 }
 
 /// Latency at 10%, 50% and 80% of the maximum rate of the latency run's own

@@ -44,7 +44,24 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Opens the data directory and the coordinators for a broker whose
+    /// PLAINTEXT listener is bound to `bound`.
     pub fn open(config: Arc<Config>, bound: SocketAddr) -> std::io::Result<Broker> {
+        let mut broker = Broker::open_unbound(config)?;
+        broker.bound_to(bound);
+        Ok(broker)
+    }
+
+    /// The listener's address, once bound: what Metadata advertises.
+    pub fn bound_to(&mut self, bound: SocketAddr) {
+        self.wildcard = bound.ip().is_unspecified();
+        self.port = bound.port();
+    }
+
+    /// [`Self::open`] before the listener is bound (the binary opens the
+    /// data directory while the runtime starts); [`Self::bound_to`] must
+    /// follow before clients are served.
+    pub fn open_unbound(config: Arc<Config>) -> std::io::Result<Broker> {
         let logs = LogManager::open(config.clone())?;
         // Compacted, never deleted: they hold the only copy of committed
         // offsets and coordinator state; every key's latest record (a
@@ -102,8 +119,8 @@ impl Broker {
             groups,
             share,
             txns,
-            wildcard: bound.ip().is_unspecified(),
-            port: bound.port(),
+            wildcard: false,
+            port: 0,
             listen_host,
             scram,
             authorizer,

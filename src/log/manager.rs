@@ -265,14 +265,26 @@ impl LogManager {
         }
         // Kafka cluster ids are 22-character URL-safe base64 of a UUID.
         let id = base64_url(Uuid::new_v4().as_bytes());
-        write_atomic(
-            &path,
-            toml::to_string(&ClusterMeta {
-                cluster_id: id.clone(),
-            })
-            .expect("serializable")
-            .as_bytes(),
-        )?;
+        let text = toml::to_string(&ClusterMeta {
+            cluster_id: id.clone(),
+        })
+        .expect("serializable");
+        // A new data directory: its two fsyncs (file and directory) were
+        // over half of a fresh start-up, so they run in the background and
+        // readiness does not wait. Nothing depends on them: a power loss
+        // within those milliseconds leaves no or an empty cluster.toml, and
+        // the next start chooses a new id, as for an empty directory.
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, text.as_bytes()).and_then(|()| fs::rename(&tmp, &path))?;
+        let meta_dir = data_dir.join("meta");
+        std::thread::spawn(move || {
+            let synced = File::open(&path)
+                .and_then(|f| f.sync_all())
+                .and_then(|()| File::open(&meta_dir)?.sync_all());
+            if let Err(e) = synced {
+                tracing::warn!(error = %e, "cannot fsync the new cluster id");
+            }
+        });
         Ok(id)
     }
 
