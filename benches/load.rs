@@ -407,9 +407,11 @@ fn direct_bandwidth(total: usize) -> f64 {
         .args(["bs=1M", "oflag=direct"])
         .arg(format!("count={}", (total >> 20).max(1)))
         .stderr(Stdio::null())
-        .status()
-        .expect("dd");
-    assert!(status.success(), "dd oflag=direct failed");
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        // A file system without O_DIRECT (tmpfs): no baseline.
+        return f64::NAN;
+    }
     (total >> 20).max(1) as f64 * (1 << 20) as f64 / t0.elapsed().as_secs_f64() / 1e6
 }
 
@@ -501,7 +503,7 @@ fn main() {
         }
         let (c, ceil) = (median(rates), median(ceilings));
         println!(
-            "consume 1 KiB from offset 0 (page cache warm): {c:.0} MB/s = {:.2}x loopback TCP, {:.2}x the in-memory responder ({ceil:.0} MB/s = {:.2}x loopback)\n",
+            "consume 1 KiB from offset 0 (all but the last 16 MiB read from disk): {c:.0} MB/s = {:.2}x loopback TCP, {:.2}x the in-memory responder ({ceil:.0} MB/s = {:.2}x loopback)\n",
             c / loopback,
             c / ceil,
             ceil / loopback
@@ -670,7 +672,10 @@ fn sustained_table(
     let total = gb * runs as f64;
     for (label, config) in [
         ("weir", ""),
-        ("weir, page cache left to the kernel", "log-tail-cache-bytes = -1\n"),
+        (
+            "weir, page cache left to the kernel",
+            "log-tail-cache-bytes = -1\n",
+        ),
     ] {
         let w = Weir::start_with(&o.weir, config);
         let topic = format!("sus{}", config.len());
@@ -725,7 +730,11 @@ page cache growth {growth:.0} MB; broker {:.2} CPU-s/GB\n",
 fn pressure_table(o: &Opts, scale: usize) {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
-    let (rate, secs) = if o.quick { (5_000.0, 1.0) } else { (50_000.0, 10.0) };
+    let (rate, secs) = if o.quick {
+        (5_000.0, 1.0)
+    } else {
+        (50_000.0, 10.0)
+    };
     let history = (2_000_000u64 / scale as u64).max(1000);
     let w = Weir::start_with(&o.weir, "");
     create_topic(&w.addr, "history", 1);
@@ -802,7 +811,9 @@ fn pressure_table(o: &Opts, scale: usize) {
             p.poll(Duration::from_millis(1));
         }
         payload[..8].copy_from_slice(&(origin.elapsed().as_nanos() as u64).to_be_bytes());
-        let mut rec = BaseRecord::<(), [u8]>::to("live").payload(&payload).partition(0);
+        let mut rec = BaseRecord::<(), [u8]>::to("live")
+            .payload(&payload)
+            .partition(0);
         while let Err((_, r)) = p.send(rec) {
             rec = r;
             p.poll(Duration::from_millis(1));
@@ -838,7 +849,10 @@ fn pressure_table(o: &Opts, scale: usize) {
     println!("|---|---|---|");
     println!("| alone | {ra:.1} | {la50:.2} / {la99:.2} |");
     println!("| while another consumer replays {:.1} GB from offset 0 ({replay_rate:.0} MB/s) | {rb:.1} | {lb50:.2} / {lb99:.2} |", history as f64 * 1024.0 / 1e9);
-    println!("\ntail consumer while replaying vs alone: {:.2}x the rate\n", rb / ra);
+    println!(
+        "\ntail consumer while replaying vs alone: {:.2}x the rate\n",
+        rb / ra
+    );
 }
 
 /// Latency at 10%, 50% and 80% of the maximum rate of the latency run's own
