@@ -24,6 +24,7 @@ class Broker:
             # Small groups of knobs tests rely on; everything else default.
             f.write(extra_config)
         self.port = 0
+        self.http = None  # "host:port" of the HTTP API, when the broker announced one
         self.proc = None
         self.log = None
 
@@ -41,6 +42,7 @@ class Broker:
         line = self.proc.stdout.readline().decode()
         assert "listening on" in line, f"no readiness line: {line!r}"
         self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        self.http = line.split("; HTTP on ", 1)[1].split()[0] if "; HTTP on " in line else None
         return self
 
     def stop(self):

@@ -28,6 +28,10 @@ pub struct Broker {
     pub share: ShareCoordinator,
     /// Bytes of requests held at once (`queued-max-request-bytes`).
     pub request_budget: RequestBudget,
+    /// Per-request counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// Injected faults (`/v1/faults`).
+    pub faults: crate::faults::Faults,
     /// The port clients reach us on (the bound port, not the configured one,
     /// so port 0 works in tests).
     pub port: u16,
@@ -114,6 +118,8 @@ impl Broker {
             request_budget: RequestBudget::new(
                 usize::try_from(config.queued_max_request_bytes).unwrap_or(usize::MAX),
             ),
+            metrics: Default::default(),
+            faults: Default::default(),
             producer_ids,
             group_configs,
             groups,

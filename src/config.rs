@@ -72,6 +72,10 @@ pub struct Config {
     /// fsync a partition whose oldest unflushed write is older than this
     /// (topic `flush.ms`). Default `9223372036854775807` (never).
     pub log_flush_interval_ms: i64,
+    /// The HTTP listener's address (`/metrics`); empty disables it. If the
+    /// address is in use the broker runs without it (and logs a warning).
+    /// Default `127.0.0.1:9644`: loopback only.
+    pub http_listen: String,
     /// Bytes at the end of each partition's log kept in the page cache for
     /// consumers near the tail. Appends start writeback of each MiB as it
     /// fills and drop written-back data older than this from the page
@@ -257,6 +261,7 @@ impl Default for Config {
             log_flush_interval_messages: i64::MAX,
             log_flush_interval_ms: i64::MAX,
             log_tail_cache_bytes: 16 << 20,
+            http_listen: "127.0.0.1:9644".into(),
             log_message_timestamp_type: "CreateTime".into(),
             log_cleanup_policy: "delete".into(),
             fetch_max_bytes: 57_671_680,

@@ -29,15 +29,21 @@
 //!   member) for the command-line tools; separate from the handlers.
 //! - [`cli`]: the `weir topic|produce|consume|group|cluster` commands.
 //! - [`config`]: broker configuration (TOML, kebab-case, documented defaults).
+//! - [`http`]: the HTTP listener (`http-listen`); [`metrics`]: what its
+//!   `/metrics` shows, counted on the request path without locks;
+//!   [`faults`]: fault injection (`/v1/faults`) applied in [`protocol`].
 
 pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod faults;
 pub mod group;
 pub mod handlers;
+pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod security;
 pub mod server;

@@ -37,6 +37,9 @@ enum Command {
     Group(cli::GroupArgs),
     /// Show the cluster: id, brokers, controller, API versions.
     Cluster(cli::ClusterArgs),
+    /// Inject faults into a Weir broker (its HTTP listener): errors,
+    /// delays, disconnects, throttling.
+    Fault(cli::FaultArgs),
 }
 
 #[derive(clap::Args)]
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Consume(a) => return cli::consume(a),
         Command::Group(a) => return cli::group(a),
         Command::Cluster(a) => return cli::cluster(a),
+        Command::Fault(a) => return cli::fault(a),
     };
     // Colours only on a terminal: a log redirected to a file or a pipe
     // carries no escape sequences.
@@ -147,6 +151,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("opening the data directory panicked"))??;
         broker.bound_to(addr);
         let broker = Arc::new(broker);
+        let mut http_extra = String::new();
+        // The HTTP listener is a convenience: a broker that cannot have it
+        // (another one holds the port) still serves Kafka.
+        match weir::http::bind(&config.http_listen).await {
+            Ok(Some(http)) => {
+                http_extra = format!("; HTTP on {}", http.local_addr()?);
+                tokio::spawn(weir::http::serve(http, broker.clone()));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(address = %config.http_listen, error = %e, "HTTP listener (http-listen) not started");
+            }
+        }
         let shutdown = shutdown_signal()?;
         let mut extra = String::new();
         for l in &listeners[1..] {
@@ -154,7 +171,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         // The one stable readiness line scripts wait for.
         println!(
-            "weir ready: listening on {addr} (data dir {}){extra}",
+            "weir ready: listening on {addr} (data dir {}){extra}{http_extra}",
             config.data_dir
         );
         weir::server::run_listeners(listeners, broker, shutdown).await?;

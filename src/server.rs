@@ -310,6 +310,7 @@ async fn serve_connection<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let _open = crate::metrics::OpenConnection::new(broker.clone());
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let max = broker.config.socket_request_max_bytes as usize;
     let budget = broker.request_budget.clone();
@@ -415,6 +416,14 @@ async fn serve_connection<R, W>(
         match protocol::handle_frame(&conn, frame, out).await {
             Ok(protocol::Handled::Answered(_)) => {}
             Ok(protocol::Handled::Deferred(fut)) => queue.push_back(Pending::Waiting(fut)),
+            // An injected fault: close instead of answering (earlier
+            // responses are still delivered below).
+            Ok(protocol::Handled::Disconnect) => {
+                if !behind.is_empty() {
+                    queue.push_back(Pending::Ready(behind));
+                }
+                break;
+            }
             // Written after the loop, with everything before it; then closed.
             Ok(protocol::Handled::Close) => {
                 if !behind.is_empty() {

@@ -41,9 +41,8 @@ fn ephemeral_serves_then_exits_zero_on_sigterm_and_cleans_up() {
     let data_dir = line
         .split("(data dir ")
         .nth(1)
+        .and_then(|rest| rest.split(')').next())
         .unwrap()
-        .trim_end()
-        .trim_end_matches(')')
         .to_string();
     assert!(std::path::Path::new(&data_dir).exists());
     let addr = common::ready_addr(&line);

@@ -175,6 +175,19 @@ async fn sessions_acks_and_group_types() {
         .await;
     assert_eq!(r.error_code, 0);
     assert_eq!(acquired(&r), vec![(0, 3, 1)]);
+    // `/metrics` shows the window: four records acquired, none available.
+    let metrics = weir::metrics::render(&b.broker).await;
+    let series = |state: &str| {
+        format!("weir_share_partition_records{{group=\"sg\",topic=\"q\",partition=\"0\",state=\"{state}\"}} ")
+    };
+    assert!(
+        metrics.contains(&format!("{}4\n", series("acquired"))),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("{}0\n", series("available"))),
+        "{metrics}"
+    );
     assert!(r.responses[0].partitions[0]
         .records
         .as_ref()

@@ -183,9 +183,9 @@ class Weir:
         line = self.proc.stdout.readline().decode()
         if "listening on" not in line:
             sys.exit(f"librdkafka: weir did not start: {line!r}")
-        # weir ready: listening on A:P (data dir D); SSL on A:P; SASL_SSL on A:P
+        # weir ready: listening on A:P (data dir D); SSL on A:P; SASL_SSL on A:P[; HTTP on A:P]
         self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
-        extra = re.findall(r"; (\w+) on \S+:(\d+)", line)
+        extra = [(p, port) for p, port in re.findall(r"; (\w+) on \S+:(\d+)", line) if p != "HTTP"]
         if [p for p, _ in extra] != list(self.listeners):
             sys.exit(f"librdkafka: weir did not open the listeners {list(self.listeners)}: {line!r}")
         if any(port == 0 for port in self.listeners.values()):

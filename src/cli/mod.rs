@@ -1,6 +1,7 @@
 //! The command-line tools built into `weir`: `topic`, `produce`,
 //! `consume`, `group` and `cluster`. They speak the Kafka protocol through
 //! [`crate::client`], so they work against any Kafka-compatible broker.
+//! `fault` speaks HTTP to a Weir broker's fault injection API.
 //!
 //! Conventions: exit status 0 on success and 1 on any failure (2 for usage
 //! errors, from clap); one error line on stderr naming the broker address
@@ -8,6 +9,7 @@
 //! (one document, or one object per record for `consume`).
 
 mod consume;
+mod fault;
 mod group;
 mod output;
 mod produce;
@@ -19,6 +21,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::client::{Client, ClientError};
 
+pub use fault::{run as fault, FaultArgs};
 pub use output::escape_bytes;
 
 /// Options every client command takes.

@@ -722,6 +722,23 @@ impl GroupCoordinator {
         out
     }
 
+    /// (topic, partition, committed offset) of a group, sorted (metrics).
+    pub async fn committed(&self, group_id: &str) -> Vec<(String, i32, i64)> {
+        let inner = self.inner.lock().await;
+        let mut out: Vec<_> = inner
+            .groups
+            .get(group_id)
+            .map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|((t, p), o)| (t.clone(), *p, o.offset))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
     /// Whether the id is a consumer-protocol group.
     pub async fn is_consumer_group(&self, group_id: &str) -> bool {
         self.inner.lock().await.consumer.contains_key(group_id)

@@ -83,6 +83,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<Fe
             || tokio::time::Instant::now() >= deadline
             || watches.is_empty()
         {
+            count_bytes_out(&topics, &responses);
             return Ok(Some(FetchResponse::default().with_responses(responses)));
         }
         let mut changes: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = watches
@@ -98,7 +99,26 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> HandlerResult<Fe
         });
         if tokio::time::timeout_at(deadline, any_change).await.is_err() {
             let (responses, _, _) = build(v, &topics, max_bytes, read_committed);
+            count_bytes_out(&topics, &responses);
             return Ok(Some(FetchResponse::default().with_responses(responses)));
+        }
+    }
+}
+
+/// Record bytes returned, per topic (`/metrics`); `build` answers the
+/// topics in request order.
+fn count_bytes_out(
+    topics: &[(Option<Arc<Topic>>, &FetchTopic, bool)],
+    responses: &[FetchableTopicResponse],
+) {
+    for ((topic, ..), r) in topics.iter().zip(responses) {
+        if let Some(t) = topic {
+            let n = r
+                .partitions
+                .iter()
+                .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+                .sum();
+            t.count_bytes_out(n);
         }
     }
 }

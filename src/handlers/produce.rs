@@ -149,10 +149,17 @@ pub fn append_all(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                     ResponseError::InvalidRecord.code(),
                     "null records".to_string(),
                 )),
-                (Some(p), Some(records)) => p.append_nowait(records, now_ms()).map_err(|e| {
-                    record_errors(&mut out, v, &e);
-                    (e.code(), e.to_string())
-                }),
+                (Some(p), Some(records)) => p
+                    .append_nowait(records, now_ms())
+                    .inspect(|_| {
+                        if let Some(t) = &topic {
+                            t.count_bytes_in(records.len());
+                        }
+                    })
+                    .map_err(|e| {
+                        record_errors(&mut out, v, &e);
+                        (e.code(), e.to_string())
+                    }),
             };
             match result {
                 Ok((info, flush)) => {

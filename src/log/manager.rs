@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use indexmap::IndexMap;
@@ -115,9 +116,26 @@ pub struct Topic {
     pub id: Uuid,
     overrides: RwLock<IndexMap<String, String>>,
     partitions: RwLock<Vec<Arc<Partition>>>,
+    /// Record batch bytes appended and fetched, for `/metrics` (since the
+    /// broker started).
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
 }
 
 impl Topic {
+    pub fn count_bytes_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn count_bytes_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .read()
@@ -234,6 +252,8 @@ impl LogManager {
                 id,
                 overrides: RwLock::new(meta.configs),
                 partitions: RwLock::new(parts),
+                bytes_in: AtomicU64::new(0),
+                bytes_out: AtomicU64::new(0),
             };
             topics.insert(meta.name, Arc::new(topic));
         }
@@ -420,6 +440,8 @@ impl LogManager {
             id: Uuid::new_v4(),
             overrides: RwLock::new(configs),
             partitions: RwLock::new(parts),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
         });
         self.persist(&topic)?;
         self.topics

@@ -18,6 +18,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, VersionRange};
 
 use crate::broker::{Broker, RequestContext};
+use crate::faults;
 use crate::handlers;
 use crate::security::sasl::{self, AuthState, HandshakeError};
 use crate::security::Listener;
@@ -100,6 +101,8 @@ pub enum Handled {
     Deferred(DeferredResponse),
     /// A response was written; then close the connection (failed SASL).
     Close,
+    /// Close the connection without answering (an injected fault).
+    Disconnect,
 }
 
 /// One row of the API table.
@@ -126,14 +129,21 @@ macro_rules! api_table {
             },
         )*];
 
-        async fn dispatch(ctx: &RequestContext, key: ApiKey, correlation_id: i32, body: &mut Bytes, out: &mut BytesMut) -> Result<bool, ProtocolError> {
+        /// Decodes, handles and encodes one request; `throttle_ms` (an
+        /// injected fault) goes into the response.
+        async fn dispatch(ctx: &RequestContext, key: ApiKey, correlation_id: i32, body: &mut Bytes, out: &mut BytesMut, throttle_ms: i32) -> Result<bool, ProtocolError> {
             let version = ctx.api_version;
             match key {
                 $(ApiKey::$key => {
                     let req = <$req as Decodable>::decode(body, version)
                         .map_err(|source| ProtocolError::Malformed { what: stringify!($req), source })?;
                     match $handler(ctx, req).await? {
-                        Some(resp) => encode_response(key, version, correlation_id, &resp, out).map(|_| true),
+                        Some(mut resp) => {
+                            if throttle_ms > 0 {
+                                resp.throttle_time_ms = throttle_ms;
+                            }
+                            encode_response(key, version, correlation_id, &resp, out).map(|_| true)
+                        }
                         None => Ok(false),
                     }
                 })*
@@ -209,6 +219,44 @@ pub async fn handle_frame(
     frame: Bytes,
     out: &mut BytesMut,
 ) -> Result<Handled, ProtocolError> {
+    let started = Instant::now();
+    // A raw SASL token (after a v0 handshake) has no request header.
+    let header = (frame.len() >= 4
+        && !(conn.listener.protocol.sasl() && conn.auth().expects_raw_token()))
+    .then(|| (be_i16(&frame, 0), be_i16(&frame, 2)));
+    let mut result = handle_request(conn, frame, out).await;
+    let Some((key, version)) = header else {
+        return result;
+    };
+    let metrics = conn.broker.clone();
+    match &mut result {
+        // Counted when the response is ready (after its fsync).
+        Ok(Handled::Deferred(fut)) => {
+            let inner = std::mem::replace(fut, Box::pin(async { Ok(BytesMut::new()) }));
+            *fut = Box::pin(async move {
+                let r = inner.await;
+                metrics
+                    .metrics
+                    .record(key, version, started.elapsed(), r.is_ok());
+                r
+            });
+        }
+        Ok(_) => metrics
+            .metrics
+            .record(key, version, started.elapsed(), true),
+        Err(_) => metrics
+            .metrics
+            .record(key, version, started.elapsed(), false),
+    }
+    result
+}
+
+/// [`handle_frame`] without the metrics.
+async fn handle_request(
+    conn: &Connection,
+    frame: Bytes,
+    out: &mut BytesMut,
+) -> Result<Handled, ProtocolError> {
     if conn.auth().expects_raw_token() {
         return raw_sasl_token(conn, &frame, out);
     }
@@ -262,13 +310,32 @@ pub async fn handle_frame(
         principal,
         listener: conn.listener.clone(),
     };
+    // Injected faults (`/v1/faults`): the request's topics are decoded
+    // only when a rule for this API names a topic.
+    let mut throttle_ms = 0;
+    let logs = &conn.broker.logs;
+    match conn.broker.faults.take(key, || {
+        faults::request_topics(key, version, &body, |id| {
+            logs.topic_by_id(id).map(|t| t.name.clone())
+        })
+    }) {
+        None => {}
+        Some(faults::Action::Delay(d)) => tokio::time::sleep(d).await,
+        Some(faults::Action::Disconnect) => return Ok(Handled::Disconnect),
+        Some(faults::Action::Throttle(ms)) => throttle_ms = ms,
+        Some(faults::Action::Error(code)) => {
+            return faults::error_response(key, version, correlation_id, body, code, out)
+                .map(|_| Handled::Answered(true));
+        }
+    }
     if key == ApiKey::ApiVersions {
         // Lenient: a v3+ body we cannot parse (odd client_software_name)
         // still gets the version list.
         let req = ApiVersionsRequest::decode(&mut body, version).unwrap_or_default();
-        let resp = handlers::api_versions::handle(&ctx, req)
+        let mut resp = handlers::api_versions::handle(&ctx, req)
             .await?
             .expect("always answers");
+        resp.throttle_time_ms = throttle_ms;
         return encode_response(key, version, correlation_id, &resp, out)
             .map(|_| Handled::Answered(true));
     }
@@ -283,19 +350,23 @@ pub async fn handle_frame(
         if appended.must_wait() {
             return Ok(Handled::Deferred(Box::pin(async move {
                 let mut buf = BytesMut::new();
-                if let Some(resp) = handlers::produce::finish(appended).await? {
+                if let Some(mut resp) = handlers::produce::finish(appended).await? {
+                    resp.throttle_time_ms = throttle_ms;
                     encode_response(key, version, correlation_id, &resp, &mut buf)?;
                 }
                 Ok(buf)
             })));
         }
         return match handlers::produce::finish(appended).await? {
-            Some(resp) => encode_response(key, version, correlation_id, &resp, out)
-                .map(|_| Handled::Answered(true)),
+            Some(mut resp) => {
+                resp.throttle_time_ms = throttle_ms;
+                encode_response(key, version, correlation_id, &resp, out)
+                    .map(|_| Handled::Answered(true))
+            }
             None => Ok(Handled::Answered(false)),
         };
     }
-    dispatch(&ctx, key, correlation_id, &mut body, out)
+    dispatch(&ctx, key, correlation_id, &mut body, out, throttle_ms)
         .await
         .map(Handled::Answered)
 }

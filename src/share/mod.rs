@@ -301,6 +301,32 @@ impl ShareCoordinator {
         out
     }
 
+    /// Every share-partition's window for `/metrics`: (group, topic id,
+    /// partition, [acquired, available, acknowledged, archived] records).
+    pub async fn window_counts(&self) -> Vec<(String, Uuid, i32, [usize; 4])> {
+        let inner = self.inner.lock().await;
+        let mut out: Vec<_> = inner
+            .partitions
+            .iter()
+            .map(|(k, sp)| {
+                let n = |f: fn(&partition::State) -> bool| sp.count(f);
+                (
+                    k.0.clone(),
+                    k.1,
+                    k.2,
+                    [
+                        n(|s| matches!(s, partition::State::Acquired { .. })),
+                        n(|s| matches!(s, partition::State::Available)),
+                        n(|s| matches!(s, partition::State::Acknowledged)),
+                        n(|s| matches!(s, partition::State::Archived)),
+                    ],
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// AlterShareGroupOffsets (`Some(start)`) or DeleteShareGroupOffsets
     /// (`None`): only while the group has no members.
     pub async fn set_start(

@@ -18,6 +18,7 @@ use weir::{Broker, Config};
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    pub broker: Arc<Broker>,
     pub data_dir: std::path::PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
@@ -39,11 +40,12 @@ impl TestBroker {
         let addr = listener.local_addr().unwrap();
         let broker = Arc::new(Broker::open(Arc::new(config), addr).unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(weir::run(listener, broker, async move {
+        let handle = tokio::spawn(weir::run(listener, broker.clone(), async move {
             let _ = rx.await;
         }));
         TestBroker {
             addr,
+            broker,
             data_dir: dir.to_owned(),
             shutdown: Some(tx),
             handle: Some(handle),
@@ -68,11 +70,16 @@ impl TestBroker {
         let addrs: Vec<SocketAddr> = bound.iter().map(|l| l.local_addr().unwrap()).collect();
         let broker = Arc::new(Broker::open(Arc::new(config), addrs[0]).unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(weir::server::run_listeners(bound, broker, async move {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(weir::server::run_listeners(
+            bound,
+            broker.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         let b = TestBroker {
             addr: addrs[0],
+            broker,
             data_dir: dir.to_owned(),
             shutdown: Some(tx),
             handle: Some(handle),
