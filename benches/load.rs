@@ -7,7 +7,7 @@
 //! ```text
 //! cargo run --release --manifest-path benches/Cargo.toml --bin load -- \
 //!     [--quick] [--weir PATH] [--sustained-runs N]
-//!     [--only footprint|produce|sustained|pressure|recompress|consume|latency]
+//!     [--only footprint|produce|sustained|pressure|scrape|recompress|consume|latency]
 //!     [--compare OLD_WEIR]
 //! ```
 //!
@@ -71,6 +71,8 @@ fn opts() -> Opts {
 struct Weir {
     child: Child,
     addr: String,
+    /// The HTTP listener's address, when the readiness line names one.
+    http: Option<String>,
     _dir: tempfile::TempDir,
     started_in: Duration,
 }
@@ -116,9 +118,15 @@ impl Weir {
             .to_string();
         TcpStream::connect(&addr).expect("accepting connections");
         let started_in = t0.elapsed();
+        let http = line
+            .split("; HTTP on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string);
         Weir {
             child,
             addr,
+            http,
             _dir: dir,
             started_in,
         }
@@ -472,6 +480,9 @@ fn main() {
     if o.section("pressure") {
         pressure_table(&o, scale);
     }
+    if o.section("scrape") {
+        scrape_table(&o, scale, rounds);
+    }
     if o.section("recompress") {
         recompression_table(&o, scale, rounds);
     }
@@ -720,6 +731,71 @@ page cache growth {growth:.0} MB; broker {:.2} CPU-s/GB\n",
             (w.cpu_seconds() - cpu0) / total,
         );
     }
+}
+
+/// One `GET /metrics`; (bytes, seconds).
+fn scrape(http: &str) -> (usize, f64) {
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(http).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).unwrap();
+    assert!(body.starts_with(b"HTTP/1.1 200"), "scrape failed");
+    (body.len(), t0.elapsed().as_secs_f64())
+}
+
+/// The cost of `/metrics`: produce 100 B records (request-heavy: the
+/// per-request counters are on this path) with and without a scraper
+/// hitting `/metrics` ten times a second (Prometheus' default is every
+/// 15 s), alternating, on one broker with 50 topics and a committed group.
+fn scrape_table(o: &Opts, scale: usize, rounds: usize) {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let w = Weir::start_with(&o.weir, "http-listen = \"127.0.0.1:0\"\n");
+    let http = w.http.clone().expect("HTTP listener");
+    for t in 0..50 {
+        create_topic(&w.addr, &format!("other-{t}"), 1);
+    }
+    let count = (2_000_000u64 / scale as u64).max(1000);
+    let (mut plain, mut scraped, mut sizes, mut times) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds.max(2) {
+        for with in [r % 2 == 0, r % 2 != 0] {
+            let topic = format!("scrape-{r}-{with}");
+            create_topic(&w.addr, &topic, 1);
+            let stop = Arc::new(AtomicBool::new(false));
+            let scraper = with.then(|| {
+                let (http, stop) = (http.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut samples = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        samples.push(scrape(&http));
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    samples
+                })
+            });
+            let rate = produce_run(&w.addr, &topic, 1, 100, count, "1");
+            stop.store(true, Ordering::Relaxed);
+            if let Some(s) = scraper {
+                let samples = s.join().unwrap();
+                sizes.extend(samples.iter().map(|s| s.0 as f64));
+                times.extend(samples.iter().map(|s| s.1 * 1000.0));
+                scraped.push(rate);
+            } else {
+                plain.push(rate);
+            }
+        }
+    }
+    let (p, s) = (median(plain), median(scraped));
+    println!(
+        "produce 100 B with /metrics scraped 10x/s: {s:.1} MB/s vs {p:.1} MB/s unscraped = {:.2}x; \
+one scrape: {:.0} KB in {:.2} ms (medians)\n",
+        s / p,
+        median(sizes) / 1000.0,
+        median(times)
+    );
 }
 
 /// Page-cache pressure: a tail consumer follows a topic produced at a fixed
