@@ -137,10 +137,51 @@ async fn route(
             "text/plain; charset=utf-8",
             "GET only\n".into(),
         ),
-        _ => respond(
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found\n".into(),
-        ),
+        (&Method::GET, path) => {
+            let query = req.uri().query().unwrap_or("").to_string();
+            match crate::console::get_page(broker, path, &query).await {
+                Some(p) => html(p),
+                None => not_found(),
+            }
+        }
+        (&Method::POST, path) if path.starts_with("/groups/") => {
+            let path = path.to_string();
+            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+                Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+            };
+            match crate::console::post(broker, &path, &body).await {
+                Some(p) => html(p),
+                None => not_found(),
+            }
+        }
+        _ => not_found(),
     }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        "not found\n".into(),
+    )
+}
+
+/// A console page; pages are not to be framed by other sites.
+fn html(p: crate::console::Page) -> Response<Full<Bytes>> {
+    let mut r = respond(
+        StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        "text/html; charset=utf-8",
+        p.body,
+    );
+    let headers = r.headers_mut();
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    if let Some(loc) = p.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(hyper::header::LOCATION, loc);
+    }
+    r
 }

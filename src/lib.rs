@@ -31,13 +31,15 @@
 //! - [`config`]: broker configuration (TOML, kebab-case, documented defaults).
 //! - [`http`]: the HTTP listener (`http-listen`); [`metrics`]: what its
 //!   `/metrics` shows, counted on the request path without locks;
-//!   [`faults`]: fault injection (`/v1/faults`) applied in [`protocol`].
+//!   [`faults`]: fault injection (`/v1/faults`) applied in [`protocol`];
+//!   [`console`]: the web console (server-rendered pages).
 
 pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod faults;
 pub mod group;
 pub mod handlers;

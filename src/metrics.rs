@@ -89,6 +89,13 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Client connections open now.
+    pub fn connections(&self) -> u64 {
+        self.connections_open.load(Ordering::Relaxed)
+    }
+}
+
 /// A client connection counted as open while this lives.
 pub struct OpenConnection(std::sync::Arc<Broker>);
 
