@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint rust-test fuzz fuzz-corpus compat bench bench-smoke compat-librdkafka compat-librdkafka-consumer compat-librdkafka-security compat-librdkafka-quick librdkafka-deps
+.PHONY: run test lint rust-test fuzz fuzz-corpus compat bench bench-smoke compat-librdkafka compat-librdkafka-consumer compat-librdkafka-security compat-librdkafka-quick librdkafka-deps chromium-deps
 
 ## Run the broker on 127.0.0.1:9092 with data in ./data.
 run:
@@ -57,13 +57,22 @@ fuzz-corpus: $(VENV)/.installed compat/kafkajs/node_modules/.installed
 
 ## Three test files at a time: the clients mostly wait on the network
 ## and on timeouts (5.2 min in one process, 1.9 min like this).
-compat: $(VENV)/.installed compat/kafkajs/node_modules/.installed
+compat: $(VENV)/.installed compat/kafkajs/node_modules/.installed chromium-deps
 	cargo build --locked --release
 	$(PY) -m pytest compat -q -n 3 --dist loadfile
 
 compat/kafkajs/node_modules/.installed: compat/kafkajs/package-lock.json
 	cd compat/kafkajs && npm ci --silent --no-audit --no-fund
 	touch $@
+
+## Headless Chromium for the web console's browser tests
+## (compat/test_console.py); CI runs as root on a fresh machine. After
+## librdkafka-deps so the two never hold apt's lock at once under -j.
+chromium-deps: | librdkafka-deps
+	@dpkg -s chromium >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) || \
+		{ echo "chromium-deps: could not install the chromium package (compat/test_console.py needs it)" >&2; exit 1; }
+	@command -v chromium >/dev/null || { echo "chromium-deps: no chromium command after installing" >&2; exit 1; }
 
 $(VENV)/.installed: compat/requirements.txt
 	python3 -m venv $(VENV)

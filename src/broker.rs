@@ -32,6 +32,9 @@ pub struct Broker {
     pub metrics: crate::metrics::Metrics,
     /// Injected faults (`/v1/faults`).
     pub faults: crate::faults::Faults,
+    /// The APIs and versions advertised and served
+    /// ([`crate::protocol::api_table`]: `emulate-kafka-version`).
+    pub apis: Vec<crate::protocol::ApiSupport>,
     /// The port clients reach us on (the bound port, not the configured one,
     /// so port 0 works in tests).
     pub port: u16,
@@ -120,6 +123,8 @@ impl Broker {
             ),
             metrics: Default::default(),
             faults: Default::default(),
+            apis: crate::protocol::api_table(&config.emulate_kafka_version)
+                .map_err(std::io::Error::other)?,
             producer_ids,
             group_configs,
             groups,
@@ -142,6 +147,28 @@ impl Broker {
             logs: &self.logs,
             groups: &self.groups,
             producer_ids: &self.producer_ids,
+        }
+    }
+
+    /// The broker's row of the API table for `key`.
+    pub fn find_api(&self, key: i16) -> Option<&crate::protocol::ApiSupport> {
+        self.apis.iter().find(|a| a.key as i16 == key)
+    }
+
+    /// (key, max version) of SaslHandshake and SaslAuthenticate as
+    /// advertised: Weir's (1 and 2), or an emulated release's.
+    pub fn sasl_versions(&self) -> Vec<(i16, i16)> {
+        use crate::security::sasl::{SASL_AUTHENTICATE, SASL_HANDSHAKE};
+        let ours = [(SASL_HANDSHAKE, 1), (SASL_AUTHENTICATE, 2)];
+        match crate::protocol::emulation_release(&self.config.emulate_kafka_version) {
+            Err(_) => ours.to_vec(),
+            Ok(release) => ours
+                .iter()
+                .filter_map(|&(key, max)| {
+                    let &(_, _, hi) = release.iter().find(|(k, ..)| *k == key)?;
+                    Some((key, max.min(hi)))
+                })
+                .collect(),
         }
     }
 

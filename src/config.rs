@@ -72,6 +72,11 @@ pub struct Config {
     /// fsync a partition whose oldest unflushed write is older than this
     /// (topic `flush.ms`). Default `9223372036854775807` (never).
     pub log_flush_interval_ms: i64,
+    /// Advertise and serve exactly the API versions this Apache Kafka
+    /// release's broker did ("2.2" to "3.9"), within what Weir serves, to
+    /// test a client against an older Kafka. Empty: Weir's own table.
+    /// Command line: `--emulate-kafka-version`. Default `""`.
+    pub emulate_kafka_version: String,
     /// The HTTP listener's address (`/metrics`); empty disables it. If the
     /// address is in use the broker runs without it (and logs a warning).
     /// Default `127.0.0.1:9644`: loopback only.
@@ -262,6 +267,7 @@ impl Default for Config {
             log_flush_interval_ms: i64::MAX,
             log_tail_cache_bytes: 16 << 20,
             http_listen: "127.0.0.1:9644".into(),
+            emulate_kafka_version: String::new(),
             log_message_timestamp_type: "CreateTime".into(),
             log_cleanup_policy: "delete".into(),
             fetch_max_bytes: 57_671_680,
@@ -441,6 +447,10 @@ impl Config {
         }
         if self.log_flush_interval_ms < 0 {
             return Err(invalid("log-flush-interval-ms", "must be >= 0"));
+        }
+        if !self.emulate_kafka_version.is_empty() {
+            crate::protocol::emulation_release(&self.emulate_kafka_version)
+                .map_err(|e| invalid("emulate-kafka-version", e))?;
         }
         if self.log_tail_cache_bytes < -1 {
             return Err(invalid("log-tail-cache-bytes", "must be >= -1"));

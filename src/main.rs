@@ -59,6 +59,10 @@ struct ServeArgs {
     /// Host to advertise in Metadata instead of the automatic choice.
     #[arg(long)]
     advertised_host: Option<String>,
+    /// Advertise and serve the API versions of this Apache Kafka release
+    /// (2.2 to 3.9), to test a client against an older Kafka.
+    #[arg(long)]
+    emulate_kafka_version: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +126,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(h) = args.advertised_host {
         config.advertised_host = h;
+    }
+    if let Some(v) = args.emulate_kafka_version {
+        config.emulate_kafka_version = v;
     }
     // Kept alive until the broker has shut down; dropping it removes the dir.
     let ephemeral = if args.ephemeral {

@@ -1,17 +1,19 @@
-//! ApiVersions: generated from the dispatch table, so the two agree.
+//! ApiVersions: generated from the broker's API table (the dispatch table,
+//! limited to an emulated Kafka release's versions), so the two agree.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 use crate::broker::RequestContext;
-use crate::protocol::{HandlerResult, SUPPORTED_APIS};
-use crate::security::sasl;
+use crate::protocol::HandlerResult;
 
 pub async fn handle(
     ctx: &RequestContext,
     _req: ApiVersionsRequest,
 ) -> HandlerResult<ApiVersionsResponse> {
-    let mut api_keys: Vec<ApiVersion> = SUPPORTED_APIS
+    let mut api_keys: Vec<ApiVersion> = ctx
+        .broker
+        .apis
         .iter()
         .map(|a| {
             ApiVersion::default()
@@ -23,7 +25,7 @@ pub async fn handle(
     // The SASL keys only where SASL is spoken: a client that sees them
     // may try to authenticate (handled before dispatch, in `protocol`).
     if ctx.listener.protocol.sasl() {
-        for (key, max) in [(sasl::SASL_HANDSHAKE, 1), (sasl::SASL_AUTHENTICATE, 2)] {
+        for (key, max) in ctx.broker.sasl_versions() {
             api_keys.push(
                 ApiVersion::default()
                     .with_api_key(key)

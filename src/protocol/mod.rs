@@ -207,6 +207,55 @@ pub fn find_api(key: i16) -> Option<&'static ApiSupport> {
     SUPPORTED_APIS.iter().find(|a| a.key as i16 == key)
 }
 
+pub mod kafka_versions;
+
+/// The API table a broker answers with: Weir's own ([`SUPPORTED_APIS`]),
+/// or, with `emulate-kafka-version`, each API limited to the versions that
+/// Kafka release's broker advertised ([`kafka_versions::KAFKA_RELEASES`],
+/// generated from Kafka's message specs). An API the release did not have
+/// is neither advertised nor served; versions beyond the release's are
+/// refused as that release refused them (the connection closes).
+pub fn api_table(emulate: &str) -> Result<Vec<ApiSupport>, String> {
+    if emulate.is_empty() {
+        return Ok(SUPPORTED_APIS.to_vec());
+    }
+    let release = emulation_release(emulate)?;
+    let limit = |r: VersionRange, lo: i16, hi: i16| VersionRange {
+        min: r.min.max(lo),
+        max: r.max.min(hi),
+    };
+    Ok(SUPPORTED_APIS
+        .iter()
+        .filter_map(|a| {
+            let &(_, lo, hi) = release.iter().find(|(k, ..)| *k == a.key as i16)?;
+            let advertised = limit(a.advertised, lo, hi);
+            (!advertised.is_empty()).then_some(ApiSupport {
+                key: a.key,
+                advertised,
+                served: limit(a.served, lo, hi),
+            })
+        })
+        .collect())
+}
+
+/// The (key, min, max) table of an emulated release.
+pub fn emulation_release(emulate: &str) -> Result<&'static [(i16, i16, i16)], String> {
+    kafka_versions::KAFKA_RELEASES
+        .iter()
+        .find(|r| r.name == emulate)
+        .map(|r| r.apis)
+        .ok_or_else(|| {
+            let known: Vec<&str> = kafka_versions::KAFKA_RELEASES
+                .iter()
+                .map(|r| r.name)
+                .collect();
+            format!(
+                "unknown Kafka release {emulate:?}; one of {}",
+                known.join(", ")
+            )
+        })
+}
+
 fn be_i16(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([b[at], b[at + 1]])
 }
@@ -276,14 +325,14 @@ async fn handle_request(
             .map_err(|e| ProtocolError::Sasl(e.into()))?;
         auth.principal().clone()
     };
-    let Some(api) = find_api(raw_key) else {
+    let Some(api) = conn.broker.find_api(raw_key) else {
         return Err(ProtocolError::UnknownApi(raw_key));
     };
     let key = api.key;
     if version < api.served.min || version > api.served.max {
         if key == ApiKey::ApiVersions && version > api.served.max {
             // A newer client than us: answer in v0 so it can downgrade.
-            unsupported_api_versions(correlation_id, out);
+            unsupported_api_versions(&conn.broker.apis, correlation_id, out);
             return Ok(Handled::Answered(true));
         }
         return Err(ProtocolError::UnsupportedVersion {
@@ -512,12 +561,12 @@ pub fn encode_response<R: Encodable + HeaderVersion>(
 
 /// ApiVersions v0 body with UNSUPPORTED_VERSION and our ranges, built by
 /// hand because the header and body versions differ from the request's.
-fn unsupported_api_versions(correlation_id: i32, out: &mut BytesMut) {
+fn unsupported_api_versions(apis: &[ApiSupport], correlation_id: i32, out: &mut BytesMut) {
     let mut body = BytesMut::new();
     body.put_i32(correlation_id);
     body.put_i16(kafka_protocol::ResponseError::UnsupportedVersion.code());
-    body.put_i32(SUPPORTED_APIS.len() as i32);
-    for api in SUPPORTED_APIS {
+    body.put_i32(apis.len() as i32);
+    for api in apis {
         body.put_i16(api.key as i16);
         body.put_i16(api.advertised.min);
         body.put_i16(api.advertised.max);
@@ -529,6 +578,43 @@ fn unsupported_api_versions(correlation_id: i32, out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The generated tables hold what Kafka's specs say (values read from
+    /// `clients/src/main/resources/common/message/*Request.json` at the
+    /// release tags), and emulation limits Weir's table to them.
+    #[test]
+    fn emulated_releases_follow_kafkas_specs() {
+        let range = |release: &str, key: i16| {
+            emulation_release(release)
+                .unwrap()
+                .iter()
+                .find(|(k, ..)| *k == key)
+                .map(|&(_, lo, hi)| (lo, hi))
+        };
+        assert_eq!(range("2.2", 0), Some((0, 7))); // Produce, 2.2.2
+        assert_eq!(range("2.2", 1), Some((0, 10))); // Fetch
+        assert_eq!(range("2.8", 3), Some((0, 11))); // Metadata, 2.8.2
+        assert_eq!(range("3.0", 2), Some((0, 7))); // ListOffsets, 3.0.2
+        assert_eq!(range("3.8", 0), Some((0, 11))); // Produce, 3.8.0
+        assert_eq!(range("3.8", 1), Some((0, 16))); // Fetch
+                                                    // The KIP-848 heartbeat is not an API of a 2.8 broker, nor the
+                                                    // quorum APIs of a 2.7 one (defined, not served).
+        assert_eq!(range("2.8", 68), None);
+        assert_eq!(range("2.7", 52), None);
+        assert!(emulation_release("9.9").is_err());
+
+        let t = api_table("2.8").unwrap();
+        let get = |key: ApiKey| t.iter().find(|a| a.key == key).copied();
+        let produce = get(ApiKey::Produce).unwrap();
+        assert_eq!((produce.advertised.min, produce.advertised.max), (0, 9));
+        assert_eq!(produce.served.max, 9);
+        // Weir's own minimum still applies (Fetch from v4).
+        let fetch = get(ApiKey::Fetch).unwrap();
+        assert_eq!((fetch.advertised.min, fetch.advertised.max), (4, 12));
+        assert!(get(ApiKey::ConsumerGroupHeartbeat).is_none());
+        assert!(get(ApiKey::ShareFetch).is_none());
+        assert_eq!(api_table("").unwrap().len(), SUPPORTED_APIS.len());
+    }
 
     #[test]
     fn served_ranges_are_decodable_and_nonempty() {
