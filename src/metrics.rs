@@ -136,44 +136,38 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// A counter family by API and version (only the non-zero series).
+fn per_api_version(out: &mut String, name: &str, help: &str, counters: &[AtomicU64]) {
+    header(out, name, "counter", help);
+    for (i, c) in counters.iter().enumerate() {
+        let n = c.load(Ordering::Relaxed);
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "{name}{{api=\"{}\",version=\"{}\"}} {n}",
+                api_name(i / VERSIONS),
+                i % VERSIONS
+            );
+        }
+    }
+}
+
 /// The whole exposition, as of now.
 pub async fn render(broker: &Broker) -> String {
     let m = &broker.metrics;
     let mut out = String::with_capacity(16 << 10);
-    header(
+    per_api_version(
         &mut out,
         "weir_requests_total",
-        "counter",
         "Requests handled, by API and version.",
+        &m.requests,
     );
-    for (i, c) in m.requests.iter().enumerate() {
-        let n = c.load(Ordering::Relaxed);
-        if n > 0 {
-            let _ = writeln!(
-                out,
-                "weir_requests_total{{api=\"{}\",version=\"{}\"}} {n}",
-                api_name(i / VERSIONS),
-                i % VERSIONS
-            );
-        }
-    }
-    header(
+    per_api_version(
         &mut out,
         "weir_request_failures_total",
-        "counter",
         "Requests that could not be answered (malformed, unsupported version, handler failure): the connection was closed.",
+        &m.failed,
     );
-    for (i, c) in m.failed.iter().enumerate() {
-        let n = c.load(Ordering::Relaxed);
-        if n > 0 {
-            let _ = writeln!(
-                out,
-                "weir_request_failures_total{{api=\"{}\",version=\"{}\"}} {n}",
-                api_name(i / VERSIONS),
-                i % VERSIONS
-            );
-        }
-    }
     header(
         &mut out,
         "weir_request_duration_seconds",
