@@ -737,7 +737,7 @@ page cache growth {growth:.0} MB; broker {:.2} CPU-s/GB\n",
 fn scrape(http: &str) -> (usize, f64) {
     let t0 = Instant::now();
     let mut s = TcpStream::connect(http).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut body = Vec::new();
     s.read_to_end(&mut body).unwrap();

@@ -31,6 +31,7 @@ pub async fn bind(address: &str) -> std::io::Result<Option<TcpListener>> {
 
 /// Serves HTTP on `listener` until the runtime shuts down.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
@@ -43,7 +44,16 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let broker = broker.clone();
-                async move { Ok::<_, Infallible>(route(&broker, req, peer).await) }
+                async move {
+                    if loopback && !local_host(&req) {
+                        return Ok::<_, Infallible>(respond(
+                            StatusCode::MISDIRECTED_REQUEST,
+                            "text/plain; charset=utf-8",
+                            "a loopback listener answers requests for localhost only\n".into(),
+                        ));
+                    }
+                    Ok(route(&broker, req, peer).await)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -53,6 +63,26 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
             }
         });
     }
+}
+
+/// Whether the request names this machine (`localhost`, a loopback
+/// address, any IP literal) in its Host header. A loopback listener
+/// refuses other names: a web page whose domain was re-pointed at
+/// 127.0.0.1 (DNS rebinding) would otherwise read the console, its CSRF
+/// token included, and post to `/v1/faults` as a same-origin page.
+fn local_host(req: &Request<Incoming>) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return true; // HTTP/1.0 clients (curl -0, scripts) send none
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// One HTTP/1.1 request; (status code, body).
 async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).await.unwrap();
@@ -154,5 +154,13 @@ async fn scrape(b: &TestBroker) -> String {
     assert_eq!(status, 200);
     assert_eq!(http(addr, "POST", "/metrics").await.0, 405);
     assert_eq!(http(addr, "GET", "/nothing").await.0, 404);
+    // DNS rebinding: another name for a loopback listener is refused.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: evil.example:9644\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 421"), "{raw}");
     body
 }
