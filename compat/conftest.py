@@ -94,6 +94,32 @@ def own_broker(tmp_path_factory):
     b.close()
 
 
+@pytest.fixture(scope="module")
+def http_broker(tmp_path_factory):
+    """A broker with its HTTP listener on a free port (`Broker.http`)."""
+    b = make_broker(tmp_path_factory, FAST_GROUPS + 'http-listen = "127.0.0.1:0"\n')
+    assert b.http is not None, "readiness line did not announce the HTTP listener"
+    yield b
+    b.close()
+
+
+def read_partition0(broker, topic, expected, timeout=15):
+    """Values of partition 0 of `topic` from offset 0, until `expected`
+    records arrived or `timeout` seconds passed (confluent_kafka, no group)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    out = []
+    deadline = time.time() + timeout
+    while len(out) < expected and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            out.append(m.value())
+    c.close()
+    return out
+
+
 @pytest.fixture
 def topic_name():
     return f"t-{uuid.uuid4().hex[:10]}"

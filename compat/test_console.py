@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import FAST_GROUPS, ROOT, make_broker
+from conftest import ROOT
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
@@ -265,11 +265,8 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = make_broker(tmp_path_factory, FAST_GROUPS + 'http-listen = "127.0.0.1:0"\n')
-    assert b.http is not None, "readiness line did not announce the HTTP listener"
-    yield b
-    b.close()
+def broker(http_broker):
+    return http_broker
 
 
 @pytest.fixture(scope="module")

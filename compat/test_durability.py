@@ -2,9 +2,11 @@
 import os
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTopicPartition
+
+from conftest import read_partition0
 
 
 
@@ -18,30 +20,17 @@ def produce_confluent(broker, topic, n, prefix):
     return acked
 
 
-def consume_confluent(broker, topic, expected):
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "d", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, 0, 0)])
-    out = []
-    deadline = time.time() + 20
-    while len(out) < expected and time.time() < deadline:
-        m = c.poll(0.5)
-        if m is not None and not m.error():
-            out.append(m.value())
-    c.close()
-    return out
-
-
 def test_restart_and_kill9_keep_acked_data(own_broker):
     b = own_broker
     acked = produce_confluent(b, "durable", 2000, b"a")
     assert len(acked) == 2000
     b.restart()
-    assert consume_confluent(b, "durable", 2000) == acked
+    assert read_partition0(b, "durable", 2000, timeout=20) == acked
     more = produce_confluent(b, "durable", 2000, b"b")
     b.kill9()
     assert not os.path.exists(os.path.join(b.data_dir, ".clean-shutdown"))
     b.start()
-    assert consume_confluent(b, "durable", 4000) == acked + more
+    assert read_partition0(b, "durable", 4000, timeout=20) == acked + more
 
 
 def test_kafka_python_restart_and_kill9(own_broker):

@@ -12,23 +12,20 @@ import urllib.error
 import urllib.request
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTopicPartition
 from kafka.errors import TopicAuthorizationFailedError
 
-from conftest import FAST_GROUPS, WEIR, make_broker, wait_for
+from conftest import WEIR, read_partition0, wait_for
 
 METADATA = 3
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = make_broker(tmp_path_factory, FAST_GROUPS + 'http-listen = "127.0.0.1:0"\n')
-    assert b.http is not None, "readiness line did not announce the HTTP listener"
-    yield b
-    b.close()
+def broker(http_broker):
+    return http_broker
 
 
 @pytest.fixture(autouse=True)
@@ -145,19 +142,6 @@ def watermarks(broker, topic):
         c.close()
 
 
-def read_values(broker, topic, expected, timeout=15):
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    out = []
-    deadline = time.time() + timeout
-    while len(out) < expected and time.time() < deadline:
-        m = c.poll(0.5)
-        if m is not None and not m.error():
-            out.append(m.value())
-    c.close()
-    return out
-
-
 def weir_fault(*args):
     return subprocess.run([WEIR, "fault", *args], capture_output=True, timeout=30)
 
@@ -186,7 +170,7 @@ def test_confluent_retries_injected_not_leader_exactly_once(broker, topic_name, 
     assert sorted(delivered) == sorted(b"v%d" % i for i in range(n))
     assert rules(broker) == []  # both injected failures were consumed
     assert watermarks(broker, topic_name) == (0, n)
-    assert sorted(read_values(broker, topic_name, n)) == sorted(b"v%d" % i for i in range(n))
+    assert sorted(read_partition0(broker, topic_name, n)) == sorted(b"v%d" % i for i in range(n))
 
 
 @pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "plain"])

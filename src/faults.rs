@@ -22,6 +22,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 use serde::{Deserialize, Serialize};
 
+use crate::client::error_name;
 use crate::protocol::{encode_response, ProtocolError};
 
 /// What a rule does to a matching request.
@@ -95,24 +96,6 @@ pub fn api_by_name(name: &str) -> Option<ApiKey> {
     (0..200i16)
         .filter_map(|k| ApiKey::try_from(k).ok())
         .find(|k| format!("{k:?}").eq_ignore_ascii_case(name))
-}
-
-/// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`).
-pub fn error_name(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        Some(e) => {
-            let camel = format!("{e:?}");
-            let mut out = String::new();
-            for (i, c) in camel.chars().enumerate() {
-                if c.is_ascii_uppercase() && i > 0 {
-                    out.push('_');
-                }
-                out.push(c.to_ascii_uppercase());
-            }
-            out
-        }
-        None => code.to_string(),
-    }
 }
 
 /// An error by Kafka's name or its numeric code.

@@ -108,6 +108,15 @@ fn json_error(status: StatusCode, message: impl Into<String>) -> Response<Full<B
     json(status, &serde_json::json!({ "error": message.into() }))
 }
 
+/// A request's body, at most [`MAX_BODY`] bytes (400 beyond).
+async fn body(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
 /// `/v1/faults`: GET lists, POST adds (JSON only: a browser cannot send
 /// that cross-origin without a CORS preflight, which is never granted),
 /// DELETE clears.
@@ -130,9 +139,9 @@ async fn faults(broker: &Broker, req: Request<Incoming>) -> Response<Full<Bytes>
                     "Content-Type must be application/json",
                 );
             }
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+            let body = match body(req).await {
+                Ok(b) => b,
+                Err(refused) => return refused,
             };
             let spec: crate::faults::RuleSpec = match serde_json::from_slice(&body) {
                 Ok(s) => s,
@@ -176,9 +185,9 @@ async fn route(
         }
         (&Method::POST, path) if path.starts_with("/groups/") => {
             let path = path.to_string();
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
-                Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+            let body = match body(req).await {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(refused) => return refused,
             };
             match crate::console::post(broker, &path, &body).await {
                 Some(p) => html(p),

@@ -346,32 +346,29 @@ async fn render_groups(broker: &Broker, out: &mut String) {
             ));
         }
     }
-    header(
-        out,
-        "weir_group_committed_offset",
-        "gauge",
-        "A consumer group's committed offset, by partition.",
-    );
-    for (g, t, p, offset, _) in &rows {
-        let _ = writeln!(
-            out,
-            "weir_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {offset}",
-            esc(g),
-            esc(t)
-        );
-    }
-    header(
-        out,
-        "weir_group_lag",
-        "gauge",
-        "Records between a consumer group's committed offset and the high watermark, by partition.",
-    );
-    for (g, t, p, _, lag) in &rows {
-        let _ = writeln!(
-            out,
-            "weir_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {lag}",
-            esc(g),
-            esc(t)
-        );
+    let families = [
+        (
+            "weir_group_committed_offset",
+            "A consumer group's committed offset, by partition.",
+            false,
+        ),
+        (
+            "weir_group_lag",
+            "Records between a consumer group's committed offset and the high watermark, by partition.",
+            true,
+        ),
+    ];
+    for (name, help, lag) in families {
+        header(out, name, "gauge", help);
+        for r in &rows {
+            let _ = writeln!(
+                out,
+                "{name}{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+                esc(&r.0),
+                esc(&r.1),
+                r.2,
+                if lag { r.4 } else { r.3 }
+            );
+        }
     }
 }

@@ -273,31 +273,30 @@ pub async fn handle_frame(
     let header = (frame.len() >= 4
         && !(conn.listener.protocol.sasl() && conn.auth().expects_raw_token()))
     .then(|| (be_i16(&frame, 0), be_i16(&frame, 2)));
-    let mut result = handle_request(conn, frame, out).await;
+    let result = handle_request(conn, frame, out).await;
     let Some((key, version)) = header else {
         return result;
     };
-    let metrics = conn.broker.clone();
-    match &mut result {
+    match result {
         // Counted when the response is ready (after its fsync).
-        Ok(Handled::Deferred(fut)) => {
-            let inner = std::mem::replace(fut, Box::pin(async { Ok(BytesMut::new()) }));
-            *fut = Box::pin(async move {
+        Ok(Handled::Deferred(inner)) => {
+            let broker = conn.broker.clone();
+            Ok(Handled::Deferred(Box::pin(async move {
                 let r = inner.await;
-                metrics
+                broker
                     .metrics
                     .record(key, version, started.elapsed(), r.is_ok());
                 r
-            });
+            })))
         }
-        Ok(_) => metrics
-            .metrics
-            .record(key, version, started.elapsed(), true),
-        Err(_) => metrics
-            .metrics
-            .record(key, version, started.elapsed(), false),
+        other => {
+            let ok = other.is_ok();
+            conn.broker
+                .metrics
+                .record(key, version, started.elapsed(), ok);
+            other
+        }
     }
-    result
 }
 
 /// [`handle_frame`] without the metrics.
