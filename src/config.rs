@@ -73,7 +73,7 @@ pub struct Config {
     /// (topic `flush.ms`). Default `9223372036854775807` (never).
     pub log_flush_interval_ms: i64,
     /// Advertise and serve exactly the API versions this Apache Kafka
-    /// release's broker did ("2.2" to "3.9"), within what Weir serves, to
+    /// release's broker did ("2.1" to "4.2"), within what Weir serves, to
     /// test a client against an older Kafka. Empty: Weir's own table.
     /// Command line: `--emulate-kafka-version`. Default `""`.
     pub emulate_kafka_version: String,

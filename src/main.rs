@@ -60,7 +60,7 @@ struct ServeArgs {
     #[arg(long)]
     advertised_host: Option<String>,
     /// Advertise and serve the API versions of this Apache Kafka release
-    /// (2.2 to 3.9), to test a client against an older Kafka.
+    /// (2.1 to 4.2), to test a client against an older Kafka.
     #[arg(long)]
     emulate_kafka_version: Option<String>,
 }

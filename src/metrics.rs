@@ -2,8 +2,9 @@
 //! `/metrics` by the HTTP listener ([`crate::http`], `http-listen`).
 //!
 //! What changes per request is counted here in atomics, with no lock on the
-//! request path: requests and failed requests per API key and version,
-//! request latency histograms per API key, connections, bytes in and out
+//! request path: requests and failed requests per API key and version, the
+//! error codes in answered responses per API key, request latency
+//! histograms per API key, connections, bytes in and out
 //! per topic (on each [`crate::log::manager::Topic`]). Everything else is
 //! read from the broker's state when scraped: partitions' offsets and
 //! sizes, consumer groups' committed offsets and lag, share groups'
@@ -18,12 +19,16 @@ use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 
+use crate::protocol::response_errors::ResponseErrors;
 use crate::Broker;
 
 /// API keys and versions counted (Kafka's keys are below 100, versions
 /// below 20; anything beyond is not a request that reaches a handler).
 const KEYS: usize = 128;
 const VERSIONS: usize = 32;
+/// Kafka's error codes are -1 (UNKNOWN_SERVER_ERROR) to about 130;
+/// counted at `code + 1`.
+const ERRORS: usize = 192;
 /// Histogram bucket bounds in seconds (100 us to 10 s).
 const BUCKETS: [f64; 15] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -41,6 +46,10 @@ pub struct Metrics {
     /// Requests that could not be answered (malformed, unsupported version,
     /// a handler failure): the connection was closed.
     failed: Box<[AtomicU64]>,
+    /// `[key * ERRORS + code + 1]`: the non-zero error codes in answered
+    /// responses (every topic's, partition's, member's... error counts,
+    /// as in Kafka's ErrorsPerSec).
+    errors: Box<[AtomicU64]>,
     /// `[key * (BUCKETS + 1) + bucket]`, the last bucket is +Inf.
     latency: Box<[AtomicU64]>,
     latency_sum_us: Box<[AtomicU64]>,
@@ -53,6 +62,7 @@ impl Default for Metrics {
         Metrics {
             requests: counters(KEYS * VERSIONS),
             failed: counters(KEYS * VERSIONS),
+            errors: counters(KEYS * ERRORS),
             latency: counters(KEYS * (BUCKETS.len() + 1)),
             latency_sum_us: counters(KEYS),
             connections_open: AtomicU64::new(0),
@@ -90,6 +100,22 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// The error codes of a response about to be sent.
+    pub fn response_errors(&self, key: ApiKey, response: &dyn ResponseErrors) {
+        response.each_error(&mut |code| self.response_error(key, code));
+    }
+
+    /// One error code answered (NONE is not counted).
+    pub fn response_error(&self, key: ApiKey, code: i16) {
+        let k = key as usize;
+        match usize::try_from(i32::from(code) + 1) {
+            Ok(c) if code != 0 && c < ERRORS && k < KEYS => {
+                self.errors[k * ERRORS + c].fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
     /// Client connections open now.
     pub fn connections(&self) -> u64 {
         self.connections_open.load(Ordering::Relaxed)
@@ -168,6 +194,24 @@ pub async fn render(broker: &Broker) -> String {
         "Requests that could not be answered (malformed, unsupported version, handler failure): the connection was closed.",
         &m.failed,
     );
+    header(
+        &mut out,
+        "weir_response_errors_total",
+        "counter",
+        "Error codes in answered responses, by API and Kafka error (each topic's, partition's or member's error counts once; NONE is not counted).",
+    );
+    for (i, c) in m.errors.iter().enumerate() {
+        let n = c.load(Ordering::Relaxed);
+        if n > 0 {
+            let code = (i % ERRORS) as i16 - 1;
+            let _ = writeln!(
+                out,
+                "weir_response_errors_total{{api=\"{}\",error=\"{}\"}} {n}",
+                api_name(i / ERRORS),
+                crate::client::error_name(code)
+            );
+        }
+    }
     header(
         &mut out,
         "weir_request_duration_seconds",

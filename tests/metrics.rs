@@ -57,6 +57,12 @@ async fn metrics_count_known_traffic() {
         ]);
     let resp = c.send(8, &commit).await;
     assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+    // Answered errors: a topic that exists, two produces to a partition
+    // that does not (each partition's error counts).
+    assert_eq!(c.create_topic("m", 1, &[]).await, 36);
+    for i in 0..2 {
+        assert_eq!(c.produce(9, "m", 7, batch(&[b"x"], i)).await.0, 3);
+    }
     // A request at a version Weir does not serve closes its connection: a
     // failure (Metadata v20: key 3, version 20, correlation id 1, no client id).
     let mut bad = b.client().await;
@@ -67,7 +73,7 @@ async fn metrics_count_known_traffic() {
     let text = scrape(&b).await;
     assert_eq!(
         sample(&text, "weir_requests_total{api=\"Produce\",version=\"9\"}"),
-        Some(5.0),
+        Some(7.0),
         "{text}"
     );
     assert_eq!(
@@ -75,14 +81,14 @@ async fn metrics_count_known_traffic() {
             &text,
             "weir_request_duration_seconds_count{api=\"Produce\"}"
         ),
-        Some(5.0)
+        Some(7.0)
     );
     assert_eq!(
         sample(
             &text,
             "weir_request_duration_seconds_bucket{api=\"Produce\",le=\"+Inf\"}"
         ),
-        Some(5.0)
+        Some(7.0)
     );
     assert_eq!(
         sample(&text, "weir_requests_total{api=\"Fetch\",version=\"12\"}"),
@@ -95,6 +101,23 @@ async fn metrics_count_known_traffic() {
         ),
         Some(1.0)
     );
+    assert_eq!(
+        sample(
+            &text,
+            "weir_response_errors_total{api=\"CreateTopics\",error=\"TOPIC_ALREADY_EXISTS\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "weir_response_errors_total{api=\"Produce\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"}"
+        ),
+        Some(2.0)
+    );
+    // Successful answers add nothing (NONE is not counted).
+    assert!(!text.contains("weir_response_errors_total{api=\"Fetch\""));
     assert_eq!(
         sample(&text, "weir_topic_bytes_in_total{topic=\"m\"}"),
         Some(batch_bytes as f64)

@@ -142,6 +142,7 @@ macro_rules! api_table {
                             if throttle_ms > 0 {
                                 resp.throttle_time_ms = throttle_ms;
                             }
+                            ctx.broker.metrics.response_errors(key, &resp);
                             encode_response(key, version, correlation_id, &resp, out).map(|_| true)
                         }
                         None => Ok(false),
@@ -208,6 +209,7 @@ pub fn find_api(key: i16) -> Option<&'static ApiSupport> {
 }
 
 pub mod kafka_versions;
+pub(crate) mod response_errors;
 
 /// The API table a broker answers with: Weir's own ([`SUPPORTED_APIS`]),
 /// or, with `emulate-kafka-version`, each API limited to the versions that
@@ -372,6 +374,7 @@ async fn handle_request(
         Some(faults::Action::Disconnect) => return Ok(Handled::Disconnect),
         Some(faults::Action::Throttle(ms)) => throttle_ms = ms,
         Some(faults::Action::Error(code)) => {
+            conn.broker.metrics.response_error(key, code);
             return faults::error_response(key, version, correlation_id, body, code, out)
                 .map(|_| Handled::Answered(true));
         }
@@ -384,6 +387,7 @@ async fn handle_request(
             .await?
             .expect("always answers");
         resp.throttle_time_ms = throttle_ms;
+        conn.broker.metrics.response_errors(key, &resp);
         return encode_response(key, version, correlation_id, &resp, out)
             .map(|_| Handled::Answered(true));
     }
@@ -396,10 +400,12 @@ async fn handle_request(
         })?;
         let appended = handlers::produce::append_all(&ctx, req);
         if appended.must_wait() {
+            let broker = conn.broker.clone();
             return Ok(Handled::Deferred(Box::pin(async move {
                 let mut buf = BytesMut::new();
                 if let Some(mut resp) = handlers::produce::finish(appended).await? {
                     resp.throttle_time_ms = throttle_ms;
+                    broker.metrics.response_errors(key, &resp);
                     encode_response(key, version, correlation_id, &resp, &mut buf)?;
                 }
                 Ok(buf)
@@ -408,6 +414,7 @@ async fn handle_request(
         return match handlers::produce::finish(appended).await? {
             Some(mut resp) => {
                 resp.throttle_time_ms = throttle_ms;
+                conn.broker.metrics.response_errors(key, &resp);
                 encode_response(key, version, correlation_id, &resp, out)
                     .map(|_| Handled::Answered(true))
             }
@@ -600,7 +607,28 @@ mod tests {
                                                     // quorum APIs of a 2.7 one (defined, not served).
         assert_eq!(range("2.8", 68), None);
         assert_eq!(range("2.7", 52), None);
+        // 2.1 from its protocol documentation: ListOffsets v4, no
+        // DescribeClientQuotas (48) yet, every ZooKeeper broker API listed.
+        assert_eq!(range("2.1", 2), Some((0, 4)));
+        assert_eq!(range("2.1", 4), Some((0, 1))); // LeaderAndIsr
+        assert_eq!(range("2.1", 48), None);
+        // 4.0-4.2 from theirs: KIP-896 removed the oldest versions, share
+        // groups were unstable in 4.0 (not advertised), v1 from 4.1;
+        // client telemetry is off by default.
+        // Produce advertised from v0 (KAFKA-18659), served from v3.
+        assert_eq!(range("4.0", 0), Some((0, 12)));
+        assert_eq!(range("4.0", 1), Some((4, 17)));
+        assert_eq!(range("4.0", 76), None);
+        assert_eq!(range("4.0", 71), None);
+        assert_eq!(range("4.1", 0), Some((0, 13)));
+        assert_eq!(range("4.1", 8), Some((2, 9))); // OffsetCommit v10 unstable
+        assert_eq!(range("4.1", 76), Some((1, 1)));
+        assert_eq!(range("4.1", 88), None); // Streams groups: unstable
+        assert_eq!(range("4.2", 8), Some((2, 10)));
+        assert_eq!(range("4.2", 88), Some((0, 0)));
+        assert_eq!(range("4.2", 4), None); // no ZooKeeper: no LeaderAndIsr
         assert!(emulation_release("9.9").is_err());
+        assert!(emulation_release("2.0").is_err());
 
         let t = api_table("2.8").unwrap();
         let get = |key: ApiKey| t.iter().find(|a| a.key == key).copied();
@@ -613,6 +641,35 @@ mod tests {
         assert!(get(ApiKey::ConsumerGroupHeartbeat).is_none());
         assert!(get(ApiKey::ShareFetch).is_none());
         assert_eq!(api_table("").unwrap().len(), SUPPORTED_APIS.len());
+
+        let t = api_table("4.0").unwrap();
+        let produce = t.iter().find(|a| a.key == ApiKey::Produce).unwrap();
+        assert_eq!((produce.advertised.min, produce.advertised.max), (0, 12));
+        assert_eq!((produce.served.min, produce.served.max), (3, 12));
+    }
+
+    /// The 4.1 table (read from Kafka 4.1's protocol documentation) against
+    /// an independent reading of the same specs: the kafka-protocol crate's
+    /// code is generated from Kafka 4.1.0's message specs. Every API agrees
+    /// on its range, except where the documentation marks the last version
+    /// unstable (a broker does not advertise it).
+    #[test]
+    fn kafka_4_1_agrees_with_the_crate_generated_from_its_specs() {
+        let mut short_of_spec = Vec::new();
+        for &(key, lo, hi) in emulation_release("4.1").unwrap() {
+            let valid = ApiKey::try_from(key)
+                .unwrap_or_else(|_| panic!("4.1 key {key} unknown to the crate"))
+                .valid_versions();
+            // Produce: advertised from v0 (KAFKA-18659), specs from v3.
+            let advertised_min = if key == 0 { 0 } else { valid.min };
+            assert_eq!(advertised_min, lo, "key {key}");
+            assert!(valid.max >= hi, "key {key}");
+            if valid.max > hi {
+                short_of_spec.push(key);
+            }
+        }
+        // OffsetCommit v10, OffsetFetch v10, InitProducerId v6.
+        assert_eq!(short_of_spec, [8, 9, 22]);
     }
 
     #[test]

@@ -114,9 +114,18 @@ impl TestBroker {
 /// for its readiness line and returns the child with that line. `stderr`:
 /// where the log goes.
 pub fn spawn_weir(stderr: std::process::Stdio) -> (std::process::Child, String) {
+    spawn_weir_with(&[], stderr)
+}
+
+/// As [`spawn_weir`], with more `weir serve` arguments.
+pub fn spawn_weir_with(
+    extra: &[&str],
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(stderr)
         .spawn()
