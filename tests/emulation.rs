@@ -45,3 +45,29 @@ async fn an_unknown_release_is_a_config_error() {
         "{err}"
     );
 }
+
+/// SASL keys are served at the emulated release's versions too: Kafka 2.1
+/// had SaslAuthenticate v0 only, so v1 closes the connection there (on a
+/// plain listener the answer to v0 is ILLEGAL_SASL_STATE), while Weir's own
+/// table answers v1.
+#[tokio::test]
+async fn sasl_versions_follow_the_emulated_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start_with(dir.path(), |c| c.emulate_kafka_version = "2.1".into()).await;
+    let mut c = b.client().await;
+    let r = c.send(0, &SaslAuthenticateRequest::default()).await;
+    assert_eq!(r.error_code, 34, "ILLEGAL_SASL_STATE");
+    let mut c = b.client().await;
+    assert!(c
+        .try_send(1, &SaslAuthenticateRequest::default())
+        .await
+        .is_none());
+    b.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    let r = c.send(1, &SaslAuthenticateRequest::default()).await;
+    assert_eq!(r.error_code, 34);
+    b.stop().await;
+}

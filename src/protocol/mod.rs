@@ -437,11 +437,18 @@ fn handle_sasl(
     frame: Bytes,
     out: &mut BytesMut,
 ) -> Result<Handled, ProtocolError> {
-    let (key, max) = if raw_key == sasl::SASL_HANDSHAKE {
-        (ApiKey::SaslHandshake, 1)
+    let key = if raw_key == sasl::SASL_HANDSHAKE {
+        ApiKey::SaslHandshake
     } else {
-        (ApiKey::SaslAuthenticate, 2)
+        ApiKey::SaslAuthenticate
     };
+    // Weir's versions, or an emulated release's (as advertised).
+    let max = conn
+        .broker
+        .sasl_versions()
+        .iter()
+        .find(|(k, _)| *k == raw_key)
+        .map_or(-1, |&(_, max)| max);
     if !(0..=max).contains(&version) {
         return Err(ProtocolError::UnsupportedVersion {
             key,
